@@ -1,0 +1,1 @@
+"""Batch-system adapters (installed as ``blahp.backends``), one module per system."""
