@@ -156,7 +156,7 @@ class Server:
             if deadline.cancelled_caught:
                 self.log.error("request deadline passed", reqid=job.reqid, command=job.name,
                                deadline=self.options.job_deadline)
-                rows = [job.spec.error_row(job.reqid, "Request timed out after %d s" % self.options.job_deadline)]
+                rows = [job.spec.error_row(job.reqid, "Request timed out after %g s" % self.options.job_deadline)]
         del self._scopes[job.token]
         if rows is None:  # cancelled by shutdown
             self.core.abandon(job.token)
