@@ -78,57 +78,60 @@ class LineReader:
         return line.decode()
 
 
-def test_fifty_hung_requests_do_not_block_the_reader_and_the_51st_is_refused():
-    server, marker, (in_r, in_w, out_r, out_w) = make_server(Options(shutdown_grace=1))
+def run_client(server, fds, client):
+    """Serve on the pipes while ``client(to_server, reader)`` talks to the server, then close
+    the server's ends.  Returns after the server has shut down."""
+    in_r, in_w, out_r, out_w = fds
 
     async def scenario():
         async with trio.open_nursery() as n:
             n.start_soon(server.serve)
-            to_server = trio.lowlevel.FdStream(in_w)
             reader = LineReader(trio.lowlevel.FdStream(out_r))
             assert await reader.line() == BANNER
-            request = b"".join(b"BLAH_PING %d hang\r\n" % i for i in range(1, 51))
-            await to_server.send_all(request + b"COMMANDS\r\nBLAH_PING 51 hang\r\nRESULTS\r\n")
-            replies = [await reader.line() for _ in range(53)]
-            assert replies[:50] == ["S"] * 50
-            assert replies[50].startswith("S ASYNC_MODE_OFF ") and "BLAH_PING" in replies[50]
-            assert replies[51] == r"F Threads\ limit\ reached"
-            assert replies[52] == "S 0"
-            # every request really is stuck in a live batch command
-            with trio.fail_after(20):
-                while len(processes_with(marker)) < 50:
-                    await trio.sleep(0.05)
-            assert server.core.in_flight == 50
-            await to_server.aclose()   # EOF: the gridmanager went away
-        assert server.stop_reason == "eof"
+            await client(trio.lowlevel.FdStream(in_w), reader)
 
     trio.run(scenario)
     os.close(in_r)
     os.close(out_w)
+
+
+def test_fifty_hung_requests_do_not_block_the_reader_and_the_51st_is_refused():
+    server, marker, fds = make_server(Options(shutdown_grace=1))
+
+    async def client(to_server, reader):
+        request = b"".join(b"BLAH_PING %d hang\r\n" % i for i in range(1, 51))
+        await to_server.send_all(request + b"COMMANDS\r\nBLAH_PING 51 hang\r\nRESULTS\r\n")
+        replies = [await reader.line() for _ in range(53)]
+        assert replies[:50] == ["S"] * 50
+        assert replies[50].startswith("S ASYNC_MODE_OFF ") and "BLAH_PING" in replies[50]
+        assert replies[51] == r"F Threads\ limit\ reached"
+        assert replies[52] == "S 0"
+        # every request really is stuck in a live batch command
+        with trio.fail_after(20):
+            while len(processes_with(marker)) < 50:
+                await trio.sleep(0.05)
+        assert server.core.in_flight == 50
+        await to_server.aclose()   # EOF: the gridmanager went away
+
+    run_client(server, fds, client)
+    assert server.stop_reason == "eof"
     # shutdown killed every batch command's process group: nothing orphaned
     assert processes_with(marker) == []
 
 
 def test_deadline_turns_a_hung_request_into_an_error_result():
-    server, marker, (in_r, in_w, out_r, out_w) = make_server(Options(job_deadline=0.5))
+    server, marker, fds = make_server(Options(job_deadline=0.5))
 
-    async def scenario():
-        async with trio.open_nursery() as n:
-            n.start_soon(server.serve)
-            to_server = trio.lowlevel.FdStream(in_w)
-            reader = LineReader(trio.lowlevel.FdStream(out_r))
-            assert await reader.line() == BANNER
-            await to_server.send_all(b"ASYNC_MODE_ON\r\nBLAH_PING 9 hang\r\n")
-            assert [await reader.line() for _ in range(2)] == [r"S Async\ mode\ on", "S"]
-            with trio.fail_after(10):
-                assert await reader.line() == "R"
-            await to_server.send_all(b"RESULTS\r\n")
-            assert [await reader.line() for _ in range(2)] == ["S 1", r"9 1 Request\ timed\ out\ after\ 0.5\ s"]
-            await to_server.aclose()
+    async def client(to_server, reader):
+        await to_server.send_all(b"ASYNC_MODE_ON\r\nBLAH_PING 9 hang\r\n")
+        assert [await reader.line() for _ in range(2)] == [r"S Async\ mode\ on", "S"]
+        with trio.fail_after(10):
+            assert await reader.line() == "R"
+        await to_server.send_all(b"RESULTS\r\n")
+        assert [await reader.line() for _ in range(2)] == ["S 1", r"9 1 Request\ timed\ out\ after\ 0.5\ s"]
+        await to_server.aclose()
 
-    trio.run(scenario)
-    os.close(in_r)
-    os.close(out_w)
+    run_client(server, fds, client)
     assert processes_with(marker) == []
 
 
