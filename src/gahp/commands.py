@@ -76,6 +76,3 @@ class CommandTable:
 
     def __contains__(self, name: str) -> bool:
         return name.upper() in self._specs
-
-    def __iter__(self):
-        return iter(self._specs.values())

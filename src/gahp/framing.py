@@ -61,10 +61,6 @@ class LineSplitter:
         self._finish_line(out)
         return out
 
-    @property
-    def buffered(self) -> int:
-        return len(self._partial)
-
     def _take(self, data: bytes, start: int, end: int) -> None:
         if start == end:
             return
