@@ -36,6 +36,15 @@ def server_env(tmp_path):
     return env
 
 
+def is_live(pid: int) -> bool:
+    """Running, not a zombie (a reaped-later child is dead for every purpose here)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def run_blahpd(data: bytes, env, args=(), timeout=30):
     return subprocess.run(blahpd_command() + list(args), input=data, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=timeout)

@@ -35,11 +35,11 @@ class Options:
         self.drain_timeout = drain_timeout
 
 
-class _NullLog:
+class NullLog:
     def __getattr__(self, name: str):
         return lambda *a, **k: None
 
-    def bind(self, **kw: Any) -> "_NullLog":
+    def bind(self, **kw: Any) -> "NullLog":
         return self
 
 
@@ -112,7 +112,7 @@ class Server:
         self.core = core
         self.handler = handler
         self.options = options
-        self.log = log if log is not None else _NullLog()
+        self.log = log if log is not None else NullLog()
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.stop_reason: Optional[str] = None
@@ -131,7 +131,10 @@ class Server:
 
     def _flush(self) -> None:
         self.writer.write(self.core.data_to_send())
-        for ev in self.core.events():
+        self._dispatch(self.core.events())
+
+    def _dispatch(self, events: Sequence[object]) -> None:
+        for ev in events:
             if isinstance(ev, StartJob):
                 self._start(ev)
             elif isinstance(ev, Notice):
@@ -224,13 +227,7 @@ class Server:
             root.start_soon(self._watch_signals)
             async with trio.open_nursery() as jobs:
                 self._jobs_nursery = jobs
-                for ev in pending:
-                    if isinstance(ev, StartJob):
-                        self._start(ev)
-                    elif isinstance(ev, Quit):
-                        self._stop_reading("quit")
-                    elif isinstance(ev, Notice):
-                        getattr(self.log, ev.level)(ev.event, **ev.fields)
+                self._dispatch(pending)
                 self._flush()
                 if self.core.closed and self.stop_reason is None:
                     self.stop_reason = "quit" if self.core.quit_received else "eof"

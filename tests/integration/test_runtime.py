@@ -10,15 +10,8 @@ from blahp.commands import BANNER, Session, build_table
 from blahp.config import Config
 from blahp.runner import CommandRunner
 from gahp.protocol import ServerProtocol
-from gahp.runtime import Options, Server
-
-
-class _Log:
-    def __getattr__(self, name):
-        return lambda *a, **k: None
-
-    def bind(self, **kw):
-        return self
+from gahp.runtime import NullLog, Options, Server
+from tests.conftest import is_live
 
 
 class HangBackend(Backend):
@@ -38,29 +31,27 @@ def processes_with(marker):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as f:
                 cmd = f.read()
-            with open("/proc/%s/stat" % pid) as f:
-                if f.read().split(")")[-1].split()[0] == "Z":
-                    continue
         except OSError:
             continue
-        if cmd == b"sleep\x00" + marker.encode() + b"\x00":
+        if cmd == b"sleep\x00" + marker.encode() + b"\x00" and is_live(int(pid)):
             found.append(int(pid))
     return found
 
 
-def make_server(options, max_in_flight=50, marker=None):
+def make_server(options, max_in_flight=50, handler=None):
+    """A server on fresh pipes; requests go to ``handler`` or to a BlahApp with the hang backend."""
     session = Session()
     core = ServerProtocol(build_table(session), BANNER, max_in_flight=max_in_flight)
     runner = CommandRunner(os.environ, kill_grace=2)
-    ctx = BackendContext(Config(), runner, "/nonexistent", _Log())
+    ctx = BackendContext(Config(), runner, "/nonexistent", NullLog())
     hang = HangBackend(ctx)
-    hang.marker = marker or "%d.%06d" % (600, random.randrange(10 ** 6))
-    app = BlahApp(Config(), {"hang": hang}, _Log())
+    hang.marker = "%d.%06d" % (600, random.randrange(10 ** 6))
+    handler = handler or BlahApp(Config(), {"hang": hang}, NullLog()).run
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     for fd in (in_r, out_w):
         os.set_blocking(fd, False)
-    server = Server(core, app.run, options, stdin_fd=in_r, stdout_fd=out_w)
+    server = Server(core, handler, options, stdin_fd=in_r, stdout_fd=out_w)
     return server, hang.marker, (in_r, in_w, out_r, out_w)
 
 
@@ -145,14 +136,8 @@ def test_graceful_requests_get_the_grace_period_others_are_cancelled():
             return [[job.reqid, "0", "No error"]]
         await trio.sleep(3600)
 
-    session = Session()
-    core = ServerProtocol(build_table(session), BANNER)
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    os.set_blocking(in_r, False)
-    os.set_blocking(out_w, False)
     opts = Options(shutdown_grace=5, graceful=lambda job: job.reqid.startswith("g"))
-    server = Server(core, handler, opts, stdin_fd=in_r, stdout_fd=out_w)
+    server, _, (in_r, in_w, out_r, out_w) = make_server(opts, handler=handler)
     os.write(in_w, b"BLAH_PING g1 x\r\nBLAH_PING h1 x\r\nBLAH_PING g2 x\r\nQUIT\r\n")
 
     async def scenario():
@@ -161,6 +146,6 @@ def test_graceful_requests_get_the_grace_period_others_are_cancelled():
 
     assert trio.run(scenario) == "quit"
     assert sorted(done) == ["g1", "g2"]
-    assert core.results_pending == 2 and core.in_flight == 0
+    assert server.core.results_pending == 2 and server.core.in_flight == 0
     for fd in (in_r, in_w, out_w, out_r):
         os.close(fd)

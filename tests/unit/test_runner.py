@@ -6,21 +6,9 @@ import pytest
 import trio
 
 from blahp.runner import CommandNotExecutable, CommandRunner
+from tests.conftest import is_live as alive
 
 PY = sys.executable
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purposes
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def run(coro_fn, *args, **kw):
