@@ -371,3 +371,30 @@ def _string_compare(fold: bool):
 
 _FUNCTIONS["strcmp"] = _string_compare(False)
 _FUNCTIONS["stricmp"] = _string_compare(True)
+
+
+@_function("pow")
+def _pow(ev, args, scope):
+    if len(args) != 2:
+        return ERROR
+    base = ev.value(args[0], scope)
+    exponent = ev.value(args[1], scope)
+    if type(base) is int and type(exponent) is int and exponent >= 0:
+        # computed in double, then +0.5 and truncated: pow(-2, 3) is -7 in HTCondor
+        try:
+            result = math.pow(base, exponent) + 0.5
+        except OverflowError:
+            return INT64_MIN
+        return _c_int(result)
+    base, exponent = to_real(base), to_real(exponent)
+    if type(base) is not float or type(exponent) is not float:
+        return ERROR
+    try:
+        return math.pow(base, exponent)
+    except OverflowError:
+        return math.inf
+    except ValueError:
+        if base == 0.0:  # C pow(): a pole, signed only for odd integer exponents
+            odd = exponent == int(exponent) and int(exponent) % 2 == 1
+            return math.copysign(math.inf, base) if odd else math.inf
+        return math.nan  # negative base, fractional exponent

@@ -37,10 +37,11 @@ _UNOP_NAME = {"-": "neg", "+": "pos", "!": "!", "~": "~"}
 _KEYWORDS = {"true": True, "false": False, "undefined": UNDEFINED, "error": ERROR}
 
 NUMBER_RE = (
-    r"-?(?:0[xX][0-9a-fA-F]+"            # hex: value taken base 10, so 0 (HTCondor quirk)
+    r"(?:-?(?:0[xX][0-9a-fA-F]+"         # hex: value taken base 10, so 0 (HTCondor quirk)
     r"|(?P<real>\d*\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)"
     r"|0[0-7]*(?![0-9.eE])"              # leading 0: octal digits only, read base 10
     r"|[1-9]\d*(?![0-9.eE]))"
+    r"|\.\.\d+(?:[eE][+-]?\d+)?)"        # `..5` lexes as a real that strtod reads as 0.0
 )
 _DQ_BODY = r'(?:[^"\\\x00]|\\[^\x00])*'
 _SQ_BODY = r"(?:[^'\\\x00]|\\[^\x00])*"
@@ -119,6 +120,8 @@ def _quoted_name_action(s, loc, toks):
 
 def _number_action(toks):
     text = toks[0]
+    if text.startswith(".."):
+        return Literal(0.0)
     if "." in text or (("e" in text or "E" in text) and "x" not in text and "X" not in text):
         return Literal(real_value(text))
     return Literal(integer_value(text))
@@ -277,34 +280,37 @@ def build(with_comments: bool):
     lpar, rpar = _punct("("), _punct(")")
     lbox, rbox = _punct("["), _punct("]")
     lbrace, rbrace = _punct("{"), _punct("}")
-    comma, semi, dot = _punct(","), _punct(";"), _punct(".")
+    comma, semi = _punct(","), _punct(";")
+    dot = _token(r"\.\.?(?![0-9])").suppress()  # HTCondor's lexer also takes `..` as a dot
     colon = _punct(":")
     qmark = _token(r"\?(?!%s*:)" % _WS).suppress()
     elvis = _token(r"\?%s*:" % _WS).suppress()
     bound_to = _token(r"=(?!=|\?|!=)").suppress()
 
     items = pp.Optional(expr + pp.ZeroOrMore(comma + expr))
-    arglist = (lpar + items + rpar).set_parse_action(lambda toks: _Args(list(toks)))
+    # `-` (pyparsing's ErrorStop) commits to a rule once its opening token matched, so a
+    # failure is reported where it happens instead of where the enclosing rule began
+    arglist = (lpar + items - rpar).set_parse_action(lambda toks: _Args(list(toks)))
     name_or_call = (name + pp.Optional(arglist)).set_parse_action(_primary_name)
     absolute = (dot + name).set_parse_action(lambda toks: AttrRef(toks[0], absolute=True))
-    parens = (lpar + expr + rpar).set_parse_action(lambda toks: Op("()", toks[0]))
-    exprlist = (lbrace + items + rbrace).set_parse_action(lambda toks: ExprList(toks))
+    parens = (lpar - expr - rpar).set_parse_action(lambda toks: Op("()", toks[0]))
+    exprlist = (lbrace + items - rbrace).set_parse_action(lambda toks: ExprList(toks))
 
     # `[ a = 1; b = "x" ]`: any number of `;` between and around definitions. Most submit-ad
     # attributes are `name = literal`; one regex takes those whole (with their separators),
     # the general rule takes the rest.
     separators = pp.OneOrMore(semi)
     fast_attr = _token("(?:%s)+" % _unnamed(FAST_ATTR_RE)).set_parse_action(_fast_attrs_action)
-    slow_attr = (name + bound_to + expr + (separators | pp.FollowedBy(rbox))).set_parse_action(
+    slow_attr = (name - bound_to - expr - (separators | pp.FollowedBy(rbox))).set_parse_action(
         lambda toks: _Attr(toks[0], toks[1]))
     opening = _token(r"\[[;%s]*" % WHITESPACE).suppress()  # `[` and any leading `;`
-    classad = (opening + pp.ZeroOrMore(fast_attr | slow_attr) + rbox).set_parse_action(_build_ad)
+    classad = (opening - pp.ZeroOrMore(fast_attr | slow_attr) - rbox).set_parse_action(_build_ad)
 
     primary = number | string | keyword | name_or_call | absolute | parens | classad | exprlist
 
-    subscript = (lbox + expr + rbox).set_parse_action(lambda toks: _Suffix("[]", toks[0]))
-    selection = (dot + name).set_parse_action(lambda toks: _Suffix(".", toks[0]))
-    elvis_tail = (elvis + postfix).set_parse_action(lambda toks: _Suffix("elvis", toks[0]))
+    subscript = (lbox - expr - rbox).set_parse_action(lambda toks: _Suffix("[]", toks[0]))
+    selection = (dot - name).set_parse_action(lambda toks: _Suffix(".", toks[0]))
+    elvis_tail = (elvis - postfix).set_parse_action(lambda toks: _Suffix("elvis", toks[0]))
     postfix <<= (primary + pp.ZeroOrMore(subscript | selection | elvis_tail)).set_parse_action(
         _fold_postfix)
 
@@ -316,9 +322,9 @@ def build(with_comments: bool):
     # operands that are a bare literal or name (the bulk of real expressions) in one regex
     simple = _token(_unnamed(SIMPLE_OPERAND_RE)).set_parse_action(_simple_operand_action)
     operand = simple | unary
-    chain = (operand + pp.ZeroOrMore(binop + operand)).set_parse_action(_fold_binary)
+    chain = (operand + pp.ZeroOrMore(binop - operand)).set_parse_action(_fold_binary)
 
-    expr <<= (chain + pp.Optional(qmark + expr + colon + expr)).set_parse_action(_ternary)
+    expr <<= (chain + pp.Optional(qmark - expr - colon - expr)).set_parse_action(_ternary)
 
     end = pp.StringEnd()
     end.set_whitespace_chars(WHITESPACE)
