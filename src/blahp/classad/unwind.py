@@ -46,6 +46,13 @@ def _literal_text(node: Literal):
     return unparse(node).replace("'", "")
 
 
+def _usable(attr: AttrRef, value: Literal):
+    """The value text for a line about `attr`, or None when the pair cannot be written."""
+    if not _SHELL_NAME.match(attr.name):
+        return None
+    return _literal_text(value)
+
+
 def _is_number(node: Literal) -> bool:
     return type(node.value) in (int, float)
 
@@ -64,9 +71,7 @@ def unwind(expr: Expr) -> List[str]:
                 attr, value, value_at_right = right, left, False
             else:
                 continue
-            if not _SHELL_NAME.match(attr.name):
-                continue
-            text = _literal_text(value)
+            text = _usable(attr, value)
             if text is None:
                 continue
             if op in ("==", "is"):
@@ -78,9 +83,7 @@ def unwind(expr: Expr) -> List[str]:
             value, attr = node.args
             if type(value) is not Literal or type(attr) is not AttrRef:
                 continue
-            if not _SHELL_NAME.match(attr.name):
-                continue
-            text = _literal_text(value)
+            text = _usable(attr, value)
             if text is None:
                 continue
             index = member_index.get(attr.name, 0)
