@@ -23,7 +23,7 @@ from .lexemes import INT64_MAX, INT64_MIN, wrap64
 from .nodes import (ERROR, UNDEFINED, AttrRef, ClassAd, Error, Expr, ExprList, FnCall, Literal,
                     Op, Undefined, fold_name)
 
-__all__ = ["ListValue", "evaluate", "evaluate_attr", "is_true"]
+__all__ = ["ListValue", "evaluate", "evaluate_attr"]
 
 
 class ListValue:
@@ -47,13 +47,9 @@ _NUMERIC = (bool, int, float)
 _SPECIAL_NAMES = frozenset(["toplevel", "root", "self", "my", "parent", "currenttime"])
 
 
-def _bytes_lower(text: str) -> bytes:
+def bytes_lower(text: str) -> bytes:
+    """strcasecmp's view of a string: its bytes with ASCII letters folded."""
     return text.encode("utf-8", "surrogateescape").lower()
-
-
-def is_true(value) -> bool:
-    """True only for a definite boolean true (what a requirement needs to match)."""
-    return value is True
 
 
 def _as_bool(value):
@@ -114,12 +110,12 @@ class Evaluator:
         """(owning ad, expression) for `name`, following HTCondor's LookupInScope."""
         current = ad
         root = _root_of(ad)
+        folded = fold_name(name)
         while current is not None:
             expr = current.lookup(name)
             if expr is not None:
                 return current, expr
             parent = None if current is root else current.parent
-            folded = fold_name(name)
             if folded in _SPECIAL_NAMES:
                 if folded in ("toplevel", "root"):
                     return (root, root) if root is not None else None
@@ -129,7 +125,7 @@ class Evaluator:
                     return (current, parent) if parent is not None else None
                 return current, _Value(int(_time.time()))
             current = parent
-        if self.target is not None and fold_name(name) == "target":
+        if self.target is not None and folded == "target":
             return self.target, self.target
         return None
 
@@ -296,7 +292,7 @@ def _compare(op: str, a, b):
     if ta is str or tb is str:
         if ta is not tb:
             return ERROR
-        a, b = _bytes_lower(a), _bytes_lower(b)
+        a, b = bytes_lower(a), bytes_lower(b)
     else:
         if ta is bool:
             a = int(a)

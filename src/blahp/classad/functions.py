@@ -10,7 +10,7 @@ import re
 import time as _time
 from typing import Callable, Dict, Optional
 
-from .evaluate import Evaluator, ListValue, _compare, _identical
+from .evaluate import Evaluator, ListValue, _compare, _identical, bytes_lower
 from .lexemes import INT64_MIN
 from .nodes import ERROR, UNDEFINED, ClassAd, Error, ExprList, FnCall, Undefined
 
@@ -313,14 +313,10 @@ def _string_list_member(ignore_case: bool):
         pattern = "[" + re.escape(delimiters) + "]" if delimiters else None
         entries = re.split(pattern, text) if pattern else [text]
         if ignore_case:
-            item = _bytes_fold(item)
-            return any(_bytes_fold(e.strip()) == item for e in entries if e.strip())
+            item = bytes_lower(item)
+            return any(bytes_lower(e.strip()) == item for e in entries if e.strip())
         return any(e.strip() == item for e in entries if e.strip())
     return fn
-
-
-def _bytes_fold(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape").lower()
 
 
 _FUNCTIONS["stringlistmember"] = _string_list_member(False)

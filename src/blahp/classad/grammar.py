@@ -15,6 +15,8 @@ Comments (`//`, `/* */`) are only handled by a second copy of the grammar, used 
 text contains `//` or `/*` at all, so ordinary ads do not pay for comment skipping.
 """
 
+import re
+
 import pyparsing as pp
 
 from .lexemes import convert_escapes, integer_value, real_value
@@ -69,7 +71,7 @@ FAST_ATTR_RE = (
 def _unnamed(regex: str) -> str:
     # pyparsing turns named groups into named results, which costs more than the match;
     # the parse actions re-match with the named version instead
-    return __import__("re").sub(r"\(\?P<\w+>", "(?:", regex)
+    return re.sub(r"\(\?P<\w+>", "(?:", regex)
 
 
 def _token(regex: str, flags: int = 0) -> pp.Regex:
@@ -104,18 +106,19 @@ def _adjacent_bodies(text: str, quote: str):
     return "".join(parts)
 
 
-def _string_action(s, loc, toks):
-    value = convert_escapes(_adjacent_bodies(toks[0], '"'))
+def _decode(s, loc, body: str, what: str) -> str:
+    value = convert_escapes(body)
     if value is None:
-        raise pp.ParseFatalException(s, loc, "string literal contains a NUL character")
-    return Literal(value)
+        raise pp.ParseFatalException(s, loc, "%s contains a NUL character" % what)
+    return value
+
+
+def _string_action(s, loc, toks):
+    return Literal(_decode(s, loc, _adjacent_bodies(toks[0], '"'), "string literal"))
 
 
 def _quoted_name_action(s, loc, toks):
-    value = convert_escapes(_adjacent_bodies(toks[0], "'"))
-    if value is None:
-        raise pp.ParseFatalException(s, loc, "attribute name contains a NUL character")
-    return value
+    return _decode(s, loc, _adjacent_bodies(toks[0], "'"), "attribute name")
 
 
 def _number_action(toks):
@@ -215,25 +218,21 @@ def _build_ad(toks):
     return ad
 
 
-_FAST_ATTR = None  # compiled below, after the token regexes
-_SIMPLE_OPERAND = None
-
-
-def _simple_operand_action(s, loc, toks):
-    m = _SIMPLE_OPERAND.match(s, loc)
-    text = m.group("id")
-    if text is not None:
-        return AttrRef(text)
+def _match_literal(s, m) -> Literal:
+    """The literal of a fast-path match (groups `str`, `num`, `kw`)."""
     text = m.group("str")
     if text is not None:
-        value = convert_escapes(text[1:-1])
-        if value is None:
-            raise pp.ParseFatalException(s, loc, "string literal contains a NUL character")
-        return Literal(value)
+        return Literal(_decode(s, m.start("str"), text[1:-1], "string literal"))
     text = m.group("num")
     if text is not None:
         return _number_action([text])
     return Literal(_KEYWORDS[m.group("kw").lower()])
+
+
+def _simple_operand_action(s, loc, toks):
+    m = _SIMPLE_OPERAND.match(s, loc)
+    name = m.group("id")
+    return AttrRef(name) if name is not None else _match_literal(s, m)
 
 
 def _fast_attrs_action(s, loc, toks):
@@ -245,23 +244,8 @@ def _fast_attrs_action(s, loc, toks):
         loc = m.end()
         name = m.group("name")
         if name is None:
-            name = convert_escapes(m.group("qname")[1:-1])
-            if name is None:
-                raise pp.ParseFatalException(s, m.start(),
-                                             "attribute name contains a NUL character")
-        text = m.group("str")
-        if text is not None:
-            value = convert_escapes(text[1:-1])
-            if value is None:
-                raise pp.ParseFatalException(s, m.start("str"),
-                                             "string literal contains a NUL character")
-            attrs.append(_Attr(name, Literal(value)))
-            continue
-        text = m.group("num")
-        if text is not None:
-            attrs.append(_Attr(name, _number_action([text])))
-        else:
-            attrs.append(_Attr(name, Literal(_KEYWORDS[m.group("kw").lower()])))
+            name = _decode(s, m.start(), m.group("qname")[1:-1], "attribute name")
+        attrs.append(_Attr(name, _match_literal(s, m)))
     return attrs
 
 
@@ -340,7 +324,7 @@ def build(with_comments: bool):
     return whole_ad, whole_expr
 
 
-_FAST_ATTR = __import__("re").compile(FAST_ATTR_RE)
-_SIMPLE_OPERAND = __import__("re").compile(SIMPLE_OPERAND_RE)
+_FAST_ATTR = re.compile(FAST_ATTR_RE)
+_SIMPLE_OPERAND = re.compile(SIMPLE_OPERAND_RE)
 AD_PLAIN, EXPR_PLAIN = build(False)
 AD_COMMENTED, EXPR_COMMENTED = build(True)

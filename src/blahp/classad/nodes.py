@@ -194,13 +194,13 @@ class ClassAd(Expr):
     def __iter__(self) -> Iterator[str]:
         return (name for name, _ in self._attrs.values())
 
-    def get(self, name: str, default=None):
-        entry = self._attrs.get(fold_name(name))
-        return entry[1] if entry else default
-
     def lookup(self, name: str) -> Optional[Expr]:
         entry = self._attrs.get(fold_name(name))
         return entry[1] if entry else None
+
+    def get(self, name: str, default=None):
+        expr = self.lookup(name)
+        return default if expr is None else expr
 
     def items(self) -> List[Tuple[str, Expr]]:
         return list(self._attrs.values())

@@ -8,13 +8,11 @@ unparsing a parsed expression cannot exhaust the interpreter stack either.
 
 import re
 import sys
-from typing import Optional
 
 import pyparsing as pp
 
 from . import grammar
-from .lexemes import integer_value, real_value
-from .nodes import AttrRef, ClassAd, Expr, ExprList, FnCall, Literal, Op
+from .nodes import AttrRef, ClassAd, Expr, ExprList, FnCall, Op
 
 MAX_NESTING = 100      # brackets, braces and parentheses inside one another
 MAX_DEPTH = 500        # operator/expression tree depth (HTCondor's parser stops at 500)
@@ -176,12 +174,5 @@ def parse_old_ad(text: str, *, stop_at_blank: bool = True) -> ClassAd:
     return ad
 
 
-def try_parse_ad(text: str) -> Optional[ClassAd]:
-    try:
-        return parse_ad(text)
-    except ClassAdSyntaxError:
-        return None
-
-
 __all__ = ["ClassAdSyntaxError", "parse_ad", "parse_expr", "parse_old_ad", "parse_old_expr",
-           "try_parse_ad", "MAX_NESTING", "MAX_DEPTH", "integer_value", "real_value", "Literal"]
+           "MAX_NESTING", "MAX_DEPTH"]
