@@ -9,16 +9,44 @@ as_root() {
         echo "need root for: $*" >&2; return 1; fi
 }
 
+# Print those of the given Debian packages that are not installed, one a line.
+missing_debs() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+    done
+}
+
 # Install Debian packages that are not installed yet (no apt-get run when nothing is missing).
 ensure_debs() {
     local missing=()
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
+    mapfile -t missing < <(missing_debs "$@")
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "==> installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Like ensure_debs, for packages with daemons (Slurm, munge, MariaDB): their postinst scripts would
+# start system-wide instances through invoke-rc.d, which a policy-rc.d answering 101 ("action
+# forbidden") prevents. The tests start private daemons of their own; there is no init system in
+# CI containers anyway. A policy-rc.d that was already there is left alone.
+ensure_debs_no_daemons() {
+    local missing=()
+    mapfile -t missing < <(missing_debs "$@")
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local policy=/usr/sbin/policy-rc.d
+    if [ -e "$policy" ]; then
+        ensure_debs "${missing[@]}"
+        return
+    fi
+    # a subshell, so that its EXIT trap removes our policy-rc.d on failure or interruption too
+    (
+        trap 'as_root rm -f "$policy"' EXIT
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+        ensure_debs "${missing[@]}"
+    )
 }
 
 pick_python() {

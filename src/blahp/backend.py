@@ -7,11 +7,14 @@ add more without touching pyblahp.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Dict, List, Optional
+import os
+import datetime
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import Config
 from .jobid import JobRef, MalformedJobId, parse_dated
-from .runner import CommandRunner
+from .records import JobAnswer, NativeRecord
+from .runner import CommandNotExecutable, CommandResult, CommandRunner
 
 ENTRY_POINT_GROUP = "pyblahp.backends"
 
@@ -23,12 +26,40 @@ class QueryFailed(Exception):
     """
 
 
+class SubmitFailed(Exception):
+    """The submit command did not give us a job.
+
+    ``ambiguous``: it may have created one anyway (timeout, signal, transient error, exit 0
+    without an id) -- the caller looks the job up by its key before reporting failure.
+    """
+
+    def __init__(self, code: int, message: str, ambiguous: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ambiguous = ambiguous
+
+
+class CommandFailed(Exception):
+    """A cancel/hold/release command failed: ``code`` and ``detail`` go into the result."""
+
+    def __init__(self, code: int, detail: str, not_executable: bool = False) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.not_executable = not_executable
+
+
 class BackendContext:
-    def __init__(self, config: Config, runner: CommandRunner, state_dir: str, log: Any) -> None:
+    def __init__(self, config: Config, runner: CommandRunner, state_dir: str, log: Any,
+                 home: Optional[str] = None) -> None:
         self.config = config
         self.runner = runner
         self.state_dir = state_dir
         self.log = log
+        self.home = home or os.path.expanduser("~")
+        self.command_timeout = config.get_float("pyblahp_command_timeout", 60.0, minimum=1.0)
+        self.submit_timeout = config.get_float("pyblahp_submit_timeout", 180.0, minimum=1.0)
 
 
 class Backend(abc.ABC):
@@ -50,9 +81,82 @@ class Backend(abc.ABC):
             raise MalformedJobId(raw)
         return ref
 
+    # -- identity ----------------------------------------------------------------------
+    def make_job_id(self, batch_id: str, cluster: Optional[str], when: datetime.datetime) -> str:
+        return "%s/%s/%s%s" % (self.name, when.strftime("%Y%m%d"), batch_id, "@" + cluster if cluster else "")
+
+    def cluster_key(self, cluster: Optional[str]) -> str:
+        """Identity of the queue a snapshot describes (job ids restart at 1 per cluster)."""
+        return cluster or ""
+
+    # -- submission ----------------------------------------------------------------------
     @abc.abstractmethod
+    def render(self, job: Any, local_directives: Sequence[str], wrapper_text: str,
+               batch_output: Optional[str]) -> str:
+        """The batch script: directives, the site's local directives, extra args, the wrapper."""
+
+    @abc.abstractmethod
+    async def submit(self, job: Any, script_path: str) -> Tuple[str, Optional[str]]:
+        """Run the submit command once; (batch id, cluster) or SubmitFailed."""
+
+    @abc.abstractmethod
+    async def find_by_key(self, job: Any) -> Optional[Tuple[str, Optional[str]]]:
+        """The live batch job carrying this job's key, if any; QueryFailed if unknowable."""
+
+    # -- status --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
+        """Every job of this user in one query; QueryFailed when the answer is not usable."""
+
+    async def resolve(self, cluster: Optional[str], ids: Sequence[str],
+                      dates: Sequence[Optional[str]]) -> Dict[str, NativeRecord]:
+        """Accounting/history for jobs the bulk query did not finish; QueryFailed on failure."""
+        return {}
+
+    @abc.abstractmethod
+    def map(self, record: NativeRecord, last_status: Optional[int]) -> Optional[JobAnswer]:
+        """The GAHP view of a record; None when it says nothing about the job (missing)."""
+
+    # -- control -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def cancel(self, ref: JobRef) -> None:
+        """Cancel; a job that is already gone is success.  CommandFailed otherwise."""
+
+    async def hold(self, ref: JobRef, status: int) -> None:
+        raise CommandFailed(1, "Hold not supported by %s" % self.name)
+
+    async def release(self, ref: JobRef) -> None:
+        raise CommandFailed(1, "Hold not supported by %s" % self.name)
+
     async def ping(self) -> None:
         """Check that the batch system answers; raise QueryFailed with a one-line reason."""
+        await self.bulk_query(None)
+
+    async def check(self) -> List[Tuple[str, bool, str]]:
+        """``blahpd --check``: (what, ok, detail) lines; the default is one harmless query."""
+        try:
+            await self.ping()
+        except QueryFailed as e:
+            return [("%s query" % self.name, False, str(e))]
+        return [("%s query" % self.name, True, "answered")]
+
+    # -- helpers for adapters ------------------------------------------------------------
+    def binary(self, name: str) -> str:
+        """``<lrms>_binpath/name`` when configured (env vars expanded), else looked up in PATH."""
+        binpath = self.context.config.get("%s_binpath" % self.name)
+        if binpath:
+            return os.path.join(os.path.expandvars(binpath), name)
+        return name
+
+    async def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, cwd: Optional[str] = None,
+                  stdin: Optional[bytes] = None) -> CommandResult:
+        argv = list(argv)
+        argv[0] = self.binary(argv[0])
+        res = await self.context.runner.run(argv, timeout=timeout or self.context.command_timeout,
+                                            cwd=cwd, stdin=stdin)
+        self.log.debug("batch command", argv=argv, rc=res.returncode, timed_out=res.timed_out,
+                       seconds=round(res.duration, 3))
+        return res
 
 
 def _entry_points() -> List[Any]:

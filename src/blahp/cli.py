@@ -68,12 +68,43 @@ def _parse(argv: List[str]):
     return opts
 
 
+def build_app(config, log, prefix=None):
+    """The application with its backends, registry, status engine and submitter."""
+    from . import config as config_mod
+    from .app import BlahApp
+    from .backend import BackendContext, discover
+    from .registry import Registry
+    from .runner import CommandRunner
+    from .status import Settings, StatusEngine
+    from .submit import Submitter
+    from .wrapper import default_exit_dir
+
+    home = config_mod.user_home(config.environment)
+    kill_grace = min(5.0, config.get_float("blah_graceful_kill_timeout", 20.0, minimum=0.0))
+    runner = CommandRunner(config_mod.batch_environment(config), kill_grace=kill_grace, prefix=prefix)
+    state_dir = config.get("blah_state_dir") or os.path.join(home, ".pyblahp")
+    backends = discover(BackendContext(config, runner, state_dir, log, home=home), log)
+    supported = config.get_list("supported_lrms") if config.get("supported_lrms") else None
+    registry = Registry(os.path.join(state_dir, "registry.sqlite3"))
+    try:
+        purged = registry.purge()
+        if purged:
+            log.info("registry rows purged", rows=purged)
+    except Exception as e:  # another process holding the lock must not stop the start
+        log.warning("registry purge skipped", error=str(e))
+    settings = Settings(config)
+    if not settings.exit_dir:
+        settings.exit_dir = default_exit_dir(home)
+    engine = StatusEngine(settings, registry, log)
+    submitter = Submitter(config, registry, engine, log, home=home,
+                          install_prefix=config.environment.get("BLAHPD_LOCATION"))
+    return BlahApp(config, backends, log, supported, engine=engine, submitter=submitter,
+                   cwd=os.getcwd(), home=home)
+
+
 def _initialise(session: Session, opts: Options) -> Ready:
     from gahp import runtime
     from . import config as config_mod, logsetup
-    from .app import BlahApp
-    from .backend import BackendContext, discover
-    from .runner import CommandRunner
 
     config = config_mod.load()
     warning = logsetup.configure(config)
@@ -83,17 +114,14 @@ def _initialise(session: Session, opts: Options) -> Ready:
     if warning:
         log.warning(warning)
     session.sudo_command = config.get("blah_id_mapping_command_sudo", "/usr/bin/sudo")
-    kill_grace = min(5.0, config.get_float("blah_graceful_kill_timeout", 20.0, minimum=0.0))
-    runner = CommandRunner(config.environment, kill_grace=kill_grace, prefix=session.command_prefix)
-    state_dir = config.get("blah_state_dir") or os.path.join(config_mod.user_home(config.environment), ".pyblahp")
-    backends = discover(BackendContext(config, runner, state_dir, log), log)
-    supported = config.get_list("supported_lrms") if config.get("supported_lrms") else None
-    app = BlahApp(config, backends, log, supported)
-    log.info("backends", available=sorted(backends), served=sorted(app.served))
+    app = build_app(config, log, session.command_prefix)
+    log.info("backends", available=sorted(app.backends), served=sorted(app.served))
     options = runtime.Options(
         results_on_eof=opts.results_on_eof,
         shutdown_grace=config.get_float("pyblahp_shutdown_grace", 5.0, minimum=0.0),
         job_deadline=config.get_float("pyblahp_request_deadline", 230.0, minimum=1.0),
+        graceful=lambda job: job.name == "BLAH_JOB_SUBMIT",
+        on_start=app.attach,
     )
     return Ready(runtime=runtime, app=app, log=log, options=options,
                  max_in_flight=config.get_int("blah_max_threaded_cmds", 50, minimum=1),

@@ -41,7 +41,14 @@ def build_table(session: Session) -> CommandTable:
     t.add_sync("BLAH_SET_GLEXEC_DN", 3, lambda a: ["F", "Glexec mode not supported"])
     t.add_sync("BLAH_SET_GLEXEC_OFF", 0, lambda a: ["S", "Glexec mode off"])
 
+    # <reqid> <code> <message> <jobid>
+    t.add_async("BLAH_JOB_SUBMIT", 2, result_fields=3, error_placeholders=("N/A",))
+    # <reqid> <code> <message> <JobStatus> <ad>
+    t.add_async("BLAH_JOB_STATUS", 2, result_fields=4, error_placeholders=("0", "N/A"))
     # <reqid> <code> <message>
+    t.add_async("BLAH_JOB_CANCEL", 2, result_fields=2)
+    t.add_async("BLAH_JOB_HOLD", 2, result_fields=2)
+    t.add_async("BLAH_JOB_RESUME", 2, result_fields=2)
     t.add_async("BLAH_PING", 2, result_fields=2)
     t.add_async("BLAH_GET_HOSTPORT", 1, result_fields=2)
     t.add_async("BLAH_JOB_REFRESH_PROXY", 3, result_fields=2)

@@ -216,3 +216,19 @@ def load(environ: Optional[Mapping[str, str]] = None, files: Optional[List[str]]
             if kind == "x" and env.get(name) != value:
                 exports[name] = value
     return Config(values, arrays, exports, paths, env)
+
+
+DEFAULT_ENV_STRIP = ("BLAHPD_*", "GLITE_LOCATION", "GAHP_TEMP", "CONDOR_INHERIT", "CONDOR_PRIVATE_INHERIT",
+                     "_CONDOR_*", "PYBLAHP_*", "PYTHON*", "VIRTUAL_ENV")
+
+
+def batch_environment(config: Config) -> Dict[str, str]:
+    """Our environment minus what must not leak into jobs (``pyblahp_env_strip``, submit-ad.md §6.5).
+
+    Slurm's default ``--export=ALL`` copies the submitter's environment into every job, and
+    ``CONDOR_INHERIT`` in a job's environment breaks glideins (HTCONDOR-1604).
+    """
+    import fnmatch
+    patterns = config.get_list("pyblahp_env_strip", DEFAULT_ENV_STRIP)
+    return {k: v for k, v in config.environment.items()
+            if not any(fnmatch.fnmatchcase(k, p) for p in patterns)}

@@ -27,12 +27,15 @@ JobHandler = Callable[[StartJob], Awaitable[List[List[str]]]]
 class Options:
     def __init__(self, *, results_on_eof: bool = False, shutdown_grace: float = 5.0,
                  job_deadline: float = 230.0, graceful: Callable[[StartJob], bool] = lambda job: False,
-                 drain_timeout: float = 5.0) -> None:
+                 drain_timeout: float = 5.0,
+                 on_start: Optional[Callable[[trio.Nursery], None]] = None) -> None:
         self.results_on_eof = results_on_eof
         self.shutdown_grace = shutdown_grace
         self.job_deadline = job_deadline
         self.graceful = graceful
         self.drain_timeout = drain_timeout
+        # gets the server's root nursery, for background work that outlives one request
+        self.on_start = on_start
 
 
 class NullLog:
@@ -225,6 +228,8 @@ class Server:
         async with trio.open_nursery() as root:
             root.start_soon(self.writer.run)
             root.start_soon(self._watch_signals)
+            if self.options.on_start is not None:
+                self.options.on_start(root)
             async with trio.open_nursery() as jobs:
                 self._jobs_nursery = jobs
                 self._dispatch(pending)

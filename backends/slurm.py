@@ -1,0 +1,306 @@
+"""Slurm: sbatch/squeue/sacct/scontrol/scancel behind the adapter interface (backends.md §6).
+
+Command builders and the thin runners are here; every parser and the state map are the pure
+functions of ``slurm_parse``.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.jobid import JobRef
+from blahp.jobmodel import job_name
+from blahp.records import HELD, IDLE, RUNNING, JobAnswer, NativeRecord
+from blahp.results import command_failure, tail
+from blahp.runner import CommandNotExecutable, CommandResult
+
+from . import slurm_parse as sp
+
+TRANSIENT = ("Socket timed out", "Unable to contact slurm controller", "Connection refused",
+             "Resource temporarily unavailable", "cannot connect to server")
+GONE = ("Invalid job id specified", "already completing or completed", "Job/step already completing")
+REQUEUED_HELD = "job requeued in held state"
+ACCOUNTING_DISABLED = "accounting storage is disabled"
+REPROBE_ACCOUNTING = 3600.0
+SACCT_BATCH = 100
+
+
+def _user() -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _transient(res: CommandResult) -> bool:
+    text = res.stdout + res.stderr
+    return any(p in text for p in TRANSIENT)
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+    batch_id_pattern = r"\d+(_\d+)?"
+    clusters = True
+    prefix = "#SBATCH"
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        cfg = context.config
+        self.user = _user()
+        self.held_reasons = tuple(cfg.get_list("slurm_held_reasons", sp.DEFAULT_HELD_REASONS))
+        self.report_holds = cfg.get_bool("pyblahp_report_batch_holds", True)
+        self.key_in_comment = cfg.get_bool("slurm_key_in_comment", True)
+        self._no_accounting_until: Dict[str, float] = {}
+
+    def _m(self, cluster: Optional[str]) -> List[str]:
+        return ["-M", cluster] if cluster else []
+
+    # -- submission ----------------------------------------------------------------------
+    def directives(self, job, batch_output: Optional[str]) -> List[str]:
+        d = ["-J %s" % job_name(job.h12)]
+        if self.key_in_comment:
+            d.append("--comment=pyblahp:%s" % job.key)
+        out = batch_output or "/dev/null"
+        d += ["-o %s" % out, "-e %s" % out]
+        if job.queue:
+            d.append("-p %s" % job.queue)
+        if job.cluster:
+            d.append("-M %s" % job.cluster)
+        if job.project:
+            d.append("-A %s" % job.project)
+        if job.runtime_s is not None:
+            d.append("-t %d" % max(1, math.ceil(job.runtime_s / 60)))
+        if job.memory_mb is not None:
+            d.append("--mem=%d" % job.memory_mb)
+        d += self._layout(job)
+        gres = []
+        if job.gpu_number or job.gpu_model:
+            if job.gpu_model and job.gpu_number:
+                gres.append("gpu:%s:%d" % (job.gpu_model, job.gpu_number))
+            elif job.gpu_model:
+                gres.append("gpu:%s:1" % job.gpu_model)
+            else:
+                gres.append("gpu:%d" % job.gpu_number)
+        if job.mic_number:
+            gres.append("mic:%d" % job.mic_number)
+        if gres:
+            d.append("--gres=%s" % ",".join(gres))
+        return ["%s %s" % (self.prefix, x) for x in d]
+
+    @staticmethod
+    def _layout(job) -> List[str]:
+        """CPU/node layout as the C blahp computes it (HTCONDOR-166)."""
+        out = []
+        if job.whole_nodes and job.smp_granularity:
+            out += ["-N %d" % (job.host_number or 1), "--ntasks-per-node %d" % job.smp_granularity, "--exclusive"]
+        elif job.whole_nodes and job.host_number:
+            out.append("-N %d" % job.host_number)
+            if job.node_number is not None:
+                out.append("-n %d" % job.node_number)
+            out.append("--exclusive")
+        else:
+            if job.node_number is not None:
+                out.append("-n %d" % job.node_number)
+            if job.smp_granularity is not None:
+                out.append("--ntasks-per-node %d" % job.smp_granularity)
+            elif job.host_number is not None:
+                out.append("-N %d" % job.host_number)
+            if job.whole_nodes:
+                out.append("--exclusive")
+        return out
+
+    def extra_lines(self, text: Optional[str]) -> List[str]:
+        if not text:
+            return []
+        out = []
+        for line in re.split(r"\r?\n|\\n", text):
+            line = line.strip()
+            if line:
+                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
+        return out
+
+    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
+               batch_output: Optional[str]) -> str:
+        from blahp import __version__
+        head = ["#!/bin/bash",
+                "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
+        head += self.directives(job, batch_output)
+        # sbatch stops reading directives at the first command: site lines that are not
+        # comments would end the directive block, which is the site's choice (as in the C blahp).
+        head += list(local_directives)
+        head += self.extra_lines(job.extra_args)
+        return "\n".join(head) + "\n" + wrapper_text
+
+    async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
+        argv = ["sbatch", "--parsable"] + self._m(job.cluster) + [script_path]
+        try:
+            res = await self.run(argv, timeout=self.context.submit_timeout, cwd=job.iwd)
+        except CommandNotExecutable as e:
+            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
+                               ambiguous=False) from None
+        if res.timed_out:
+            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
+                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
+        if res.signal:
+            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
+                               % (res.signal, command_failure(res)), ambiguous=True)
+        if res.returncode != 0:
+            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
+                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        parsed = sp.parse_sbatch(res.stdout)
+        if parsed is None:
+            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
+                               ambiguous=True)
+        batch_id, cluster = parsed
+        return batch_id, cluster or job.cluster
+
+    async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
+        argv = ["squeue", "-h", "-a", "-t", "all", "-u", self.user] + self._m(job.cluster) + \
+               ["--name=%s" % job_name(job.h12), "-o", "%i|%k|%T"]
+        res = await self._query(argv)
+        want = "pyblahp:%s" % job.key
+        for line in res.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 3 and parts[1] == want and re.fullmatch(r"\d+", parts[0]):
+                if parts[2] not in ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL",
+                                    "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "PREEMPTED"):
+                    return parts[0], job.cluster
+        return None
+
+    # -- status --------------------------------------------------------------------------
+    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
+        try:
+            res = await self.run(argv)
+        except CommandNotExecutable as e:
+            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
+        if res.ok:
+            return res
+        if retry and (res.timed_out or _transient(res)):
+            import trio
+            await trio.sleep(2.0)
+            return await self._query(argv, retry=False)
+        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
+        raise QueryFailed("%s %s: %s" % (argv[0], why, tail(res.stderr or res.stdout, 300)))
+
+    async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
+        argv = ["squeue", "-h", "-a", "-t", "all", "-u", self.user] + self._m(cluster) + ["-o", sp.SQUEUE_FORMAT]
+        res = await self._query(argv)
+        try:
+            return sp.parse_squeue(res.stdout, observed_at=time.time())
+        except ValueError as e:
+            raise QueryFailed("unparsable squeue output: %s" % e) from None
+
+    async def resolve(self, cluster: Optional[str], ids: Sequence[str],
+                      dates: Sequence[Optional[str]]) -> Dict[str, NativeRecord]:
+        ck = cluster or ""
+        if time.time() >= self._no_accounting_until.get(ck, 0.0):
+            try:
+                return await self._sacct(cluster, ids, dates)
+            except _AccountingDisabled:
+                self.log.warning("Slurm accounting is disabled; using scontrol for finished jobs",
+                                 cluster=ck, reprobe_after=REPROBE_ACCOUNTING)
+                self._no_accounting_until[ck] = time.time() + REPROBE_ACCOUNTING
+        return await self._scontrol(cluster, ids)
+
+    async def _sacct(self, cluster, ids, dates) -> Dict[str, NativeRecord]:
+        start = sp.sacct_start(dates, datetime.date.today())
+        out: Dict[str, NativeRecord] = {}
+        for i in range(0, len(ids), SACCT_BATCH):
+            chunk = ids[i:i + SACCT_BATCH]
+            argv = ["sacct", "-n", "-P", "--noconvert", "-S", start, "-E", "now"] + self._m(cluster) + \
+                   ["-j", ",".join(chunk), "-o", ",".join(sp.SACCT_FIELDS)]
+            try:
+                res = await self._query(argv)
+            except QueryFailed as e:
+                if ACCOUNTING_DISABLED in str(e):
+                    raise _AccountingDisabled() from None
+                raise
+            try:
+                out.update(sp.parse_sacct(res.stdout, observed_at=time.time()))
+            except ValueError as e:
+                raise QueryFailed("unparsable sacct output: %s" % e) from None
+        return out
+
+    async def _scontrol(self, cluster, ids) -> Dict[str, NativeRecord]:
+        """Without accounting: one ``scontrol show job`` for everything still in the controller."""
+        res = await self.run(["scontrol"] + self._m(cluster) + ["-o", "show", "job"])
+        if not res.ok and "Invalid job id" not in res.stderr and "No jobs in the system" not in res.stdout:
+            raise QueryFailed("scontrol exit code %s: %s" % (res.returncode, tail(res.stderr, 300)))
+        wanted = set(ids)
+        out: Dict[str, NativeRecord] = {}
+        for line in res.stdout.splitlines():
+            rec = sp.parse_scontrol_job(line, observed_at=time.time()) if line.strip() else None
+            if rec is not None and rec.batch_id in wanted:
+                out[rec.batch_id] = rec
+        return out
+
+    def map(self, record: NativeRecord, last_status: Optional[int]) -> Optional[JobAnswer]:
+        if record.state == "PENDING" and (record.reason or "").lower().startswith(REQUEUED_HELD):
+            # after `scontrol requeuehold` squeue shows PENDING with this text as the reason
+            record = NativeRecord(record.batch_id, "REQUEUE_HOLD", **{
+                k: getattr(record, k) for k in NativeRecord.__slots__ if k not in ("batch_id", "state")})
+        return sp.map_record(record, held_reasons=self.held_reasons, report_batch_holds=self.report_holds,
+                             last_status=last_status)
+
+    # -- control -------------------------------------------------------------------------
+    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
+        for attempt in (1, 2):
+            try:
+                res = await self.run(argv)
+            except CommandNotExecutable as e:
+                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
+                                    not_executable=True) from None
+            if res.ok:
+                return
+            text = res.stdout + res.stderr
+            if gone_ok and any(p in text for p in GONE):
+                return
+            if attempt == 1 and (res.timed_out or _transient(res)):
+                continue
+            code = res.returncode if res.returncode and res.returncode > 0 else 1
+            raise CommandFailed(code, command_failure(res))
+
+    async def cancel(self, ref: JobRef) -> None:
+        await self._control(["scancel"] + self._m(ref.cluster) + [ref.batch_id], "cancel", gone_ok=True)
+
+    async def hold(self, ref: JobRef, status: int) -> None:
+        # `scontrol hold` of a running job only sets a reason and the job keeps running, so a
+        # running job is requeued held instead (it restarts from scratch on release).
+        verb = "requeuehold" if status == RUNNING else "hold"
+        await self._control(["scontrol"] + self._m(ref.cluster) + [verb, ref.batch_id], "hold", gone_ok=False)
+
+    async def release(self, ref: JobRef) -> None:
+        await self._control(["scontrol"] + self._m(ref.cluster) + ["release", ref.batch_id], "resume",
+                            gone_ok=False)
+
+    async def check(self):
+        lines = []
+        for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
+            import shutil
+            path = shutil.which(self.binary(tool), path=self.context.runner.environment.get("PATH"))
+            lines.append(("%s found" % tool, path is not None, path or "not in PATH or slurm_binpath"))
+        lines += await super().check()
+        try:
+            res = await self.run(["sacct", "-n", "-X", "-S", "now-1hours", "-E", "now", "-u", self.user, "-o", "JobIDRaw"])
+            ok = res.ok
+            detail = "answered" if ok else tail(res.stderr or res.stdout, 200) or "exit %s" % res.returncode
+            if ACCOUNTING_DISABLED in (res.stderr + res.stdout):
+                detail = "accounting disabled: exit codes come from scontrol (within MinJobAge) and exit records"
+                ok = True
+        except CommandNotExecutable as e:
+            ok, detail = False, str(e)
+        lines.append(("slurm accounting (sacct)", ok, detail))
+        return lines
+
+
+class _AccountingDisabled(Exception):
+    pass
+
+
+__all__ = ["SlurmBackend", "HELD", "IDLE"]
