@@ -21,11 +21,13 @@ from .commands import BANNER, Session, build_table
 EX_CONFIG = 78
 EX_SOFTWARE = 70
 
-USAGE = """usage: blahpd [-s] [--version] [--help]
+USAGE = """usage: blahpd [-s] [--check] [--version] [--help]
 
 pyblahp %s: a BLAH batch GAHP server.  Speaks the GAHP protocol on stdin/stdout.
 
   -s          on end of input, wait for every request and print all results
+  --check     validate the configuration, find the batch tools, run one harmless query per
+              served batch system, print a report and exit (0 = all good, 1 = problems)
   --version   print the pyblahp version and exit
   --help      print this text and exit
 
@@ -60,6 +62,9 @@ def _parse(argv: List[str]):
         if arg == "--version":
             sys.stdout.write("pyblahp %s\n" % __version__)
             return 0
+        if arg == "--check":
+            from .check import main as check_main
+            return check_main()
         if arg == "-s":
             opts.results_on_eof = True
         else:

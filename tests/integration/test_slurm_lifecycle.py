@@ -150,3 +150,27 @@ def test_c_blahp_ids_are_answered(client, jobs_dir, slurm_cluster):
     native = r.stdout.strip()
     ad_, _ = client.wait_status("slurm/20200101/%s" % native, {4})
     assert ad_.evaluate("ExitCode") == 4
+
+
+def test_check_reports_every_served_system(slurm_cluster, jobs_dir):
+    import subprocess
+    from tests.conftest import blahpd_command
+    env = env_for(os.path.join(jobs_dir, "checkhome"), CONFIG, slurm_cluster.env)
+    p = subprocess.run(blahpd_command() + ["--check"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
+    out = p.stdout.decode()
+    assert p.returncode == 0, out
+    for line in ("ok   batch systems served", "slurm query", "sbatch found", "slurm accounting (sacct)"):
+        assert line in out, out
+    assert "FAIL" not in out
+
+
+def test_check_fails_clearly_without_the_batch_tools(jobs_dir):
+    import subprocess
+    from tests.conftest import blahpd_command
+    env = env_for(os.path.join(jobs_dir, "checkhome2"), CONFIG + "slurm_binpath=/nonexistent/bin\n")
+    p = subprocess.run(blahpd_command() + ["--check"], env=env, stdout=subprocess.PIPE, timeout=120)
+    out = p.stdout.decode()
+    assert p.returncode == 1, out
+    assert "FAIL sbatch found" in out and "FAIL slurm query" in out and "cannot run squeue" in out, out
+    assert "ok   local query" in out
