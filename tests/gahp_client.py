@@ -149,7 +149,8 @@ def env_for(home, config_text, extra=None):
     with open(cfg, "w") as f:
         f.write(config_text)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_", "SLURM_"))}
+    env.update(extra or {})
+    # after ``extra``: a cluster's environment carries the test process's own HOME
     env["HOME"] = home
     env["BLAHPD_CONFIG_LOCATION"] = cfg
-    env.update(extra or {})
     return env

@@ -28,7 +28,9 @@ wait_until() {
     sleep 0.25
   done
 }
-node_idle() { timeout 5 sinfo -h -o '%T' | grep -qx idle; }  # exactly: "idle*" has not answered yet
+# Exactly "idle" ("idle*" has not answered yet). Not a pipe into grep -q: with pipefail, sinfo
+# killed by SIGPIPE after grep's first match would count as a failure.
+node_idle() { local s; s=$(timeout 5 sinfo -h -o '%T') && grep -qx idle <<< "$s"; }
 
 cat > "$D/slurm.conf" <<CONF
 ClusterName=blahtest

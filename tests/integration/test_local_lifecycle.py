@@ -76,3 +76,17 @@ def test_submit_errors_are_four_fields(client, tmp_path):
     assert r[1:] == ["1", "Invalid value for RequestMemory: negative value -5", "N/A"]
     r = client.submit(ad(Cmd="/bin/true", gridtype="local", Iwd=str(tmp_path), TransferInput="nope.txt"))
     assert r[1:] == ["1", "Input sandbox file doesn't exist: %s/nope.txt" % tmp_path, "N/A"]
+
+
+def test_debug_save_submit_info_keeps_the_script(tmp_path):
+    debug = tmp_path / "debug"
+    c = GahpClient(env_for(str(tmp_path / "home"), CONFIG + "blah_debug_save_submit_info=%s\n" % debug))
+    try:
+        row = c.submit(local_ad(tmp_path, "dbg", "/bin/echo", "'a b'"))
+        assert row[1] == "0", row
+    finally:
+        c.close()
+    from blahp.jobmodel import key_hash
+    saved = debug / ("bl_%s.debug" % key_hash("home_bl_local_dbg")) / "submit.script"
+    text = saved.read_text()
+    assert text.startswith("#!/bin/bash\n") and "'/bin/echo' 'a b'" in text

@@ -174,3 +174,34 @@ def test_check_fails_clearly_without_the_batch_tools(jobs_dir):
     assert p.returncode == 1, out
     assert "FAIL sbatch found" in out and "FAIL slurm query" in out and "cannot run squeue" in out, out
     assert "ok   local query" in out
+
+
+def test_local_submit_attributes_script_and_cerequirements(client, jobs_dir, slurm_cluster):
+    script = os.path.join(jobs_dir, "home", ".blah", "slurm_local_submit_attributes.sh")
+    os.makedirs(os.path.dirname(script), exist_ok=True)
+    with open(script, "w") as f:
+        f.write('[ -n "$maxWallTime" ] && echo "#SBATCH --time=$maxWallTime"\n'
+                'echo "#SBATCH --job-name-is-not-touched-by-$VirtualOrganisation" >/dev/null\n')
+    try:
+        text = job_ad(jobs_dir, "la", "/bin/sleep", "60").replace(
+            ' ]', '; CERequirements = maxWallTime == 7 && CondorCE == 1 ]')
+        jid = submitted(client, text)
+    finally:
+        os.unlink(script)
+    r = slurm_cluster.run(["scontrol", "-o", "show", "job", jid.split("/")[2]], check=True)
+    assert "TimeLimit=00:07:00" in r.stdout, r.stdout
+    client.call("BLAH_JOB_CANCEL", jid)
+
+
+def test_failing_local_submit_attributes_script(client, jobs_dir):
+    script = os.path.join(jobs_dir, "home", ".blah", "slurm_local_submit_attributes.sh")
+    os.makedirs(os.path.dirname(script), exist_ok=True)
+    with open(script, "w") as f:
+        f.write('echo partial; echo broken >&2; exit 2\n')
+    try:
+        row = client.submit(job_ad(jobs_dir, "lf", "/bin/true"))
+    finally:
+        os.unlink(script)
+    assert row[1] == "1" and row[3] == "N/A", row
+    assert row[2].startswith("submission command failed (exit code = 1) (stdout:partial) (stderr:ERROR: failed "
+                             "to run local submit attributes script %s: exit code 2 broken)" % script), row
