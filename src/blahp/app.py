@@ -121,14 +121,21 @@ class BlahApp:
             return [await self._cancel_one(reqid, raw, log)]
         return [await self._cancel_one("%s.%d" % (reqid, i), jid, log) for i, jid in enumerate(ids)]
 
-    async def _cancel_one(self, reqid: str, raw: str, log: Any) -> List[str]:
+    def _target(self, reqid: str, raw: str, malformed: str):
+        """(ref, backend), or the 3-field error row for an id we cannot act on."""
         try:
             ref = self.parse_job_id(raw)
         except MalformedJobId:
-            return [reqid, "2", "Malformed jobId %s or out of memory" % raw]
+            return None, [reqid, "2", malformed % raw]
         backend = self._served_backend(ref)
         if backend is None:
-            return [reqid, "1", "Unsupported batch system %s" % ref.lrms]
+            return None, [reqid, "1", "Unsupported batch system %s" % ref.lrms]
+        return ref, backend
+
+    async def _cancel_one(self, reqid: str, raw: str, log: Any) -> List[str]:
+        ref, backend = self._target(reqid, raw, "Malformed jobId %s or out of memory")
+        if ref is None:
+            return backend
         log = log.bind(job_id=raw, batch_id=ref.batch_id)
         try:
             await backend.cancel(ref)
@@ -149,13 +156,9 @@ class BlahApp:
 
     async def _hold_resume(self, job: StartJob, log: Any, hold: bool) -> List[str]:
         reqid, raw = job.args
-        try:
-            ref = self.parse_job_id(raw)
-        except MalformedJobId:
-            return [reqid, "2", "Malformed jobId %s" % raw]
-        backend = self._served_backend(ref)
-        if backend is None:
-            return [reqid, "1", "Unsupported batch system %s" % ref.lrms]
+        ref, backend = self._target(reqid, raw, "Malformed jobId %s")
+        if ref is None:
+            return backend
         answer = await self.engine.current(backend, ref)
         if isinstance(answer, ErrorAnswer):
             return [reqid, str(answer.code), answer.message]

@@ -52,6 +52,7 @@ _pyb_record() {
     } > "$tmp" 2>/dev/null && mv -f "$tmp" "$_pyb_exitdir/$_pyb_h12.$1" 2>/dev/null || rm -f "$tmp"
 }
 _pyb_fail() {
+    PATH=$_pyb_origpath
     echo "$2" >&2
     _pyb_record exit 1 0 "$1"
     exit 1
@@ -72,8 +73,15 @@ _pyb_forward() {
 while :; do
     wait "$_pyb_pid"
     _pyb_rc=$?
-    kill -0 "$_pyb_pid" 2>/dev/null || break
+    kill -0 "$_pyb_pid" 2>/dev/null && continue
+    # Gone.  A trapped signal may have cut the wait short and the payload exited (and was
+    # reaped) before kill -0: ask once more for its real status (127: already reported).
+    wait "$_pyb_pid" 2>/dev/null
+    _pyb_w=$?
+    [ "$_pyb_w" = 127 ] || _pyb_rc=$_pyb_w
+    break
 done
+PATH=$_pyb_origpath  # the payload is done; the wrapper's own commands use the worker's PATH
 _pyb_signal=0
 if [ "$_pyb_rc" -gt 128 ]; then
     if [ "$_pyb_sig" != 0 ] || ! kill -0 -- "-$_pyb_pid" 2>/dev/null; then
@@ -99,6 +107,8 @@ def render(job: JobDescription, config: Config, *, exit_dir: str) -> str:
     out.append("_pyb_origpath=$PATH")
     out.append(_BODY.strip("\n"))
     for name, value in job.environment:
+        if name.startswith("_pyb_"):
+            continue  # the wrapper's own variables (W12); a job must not export or replace them
         out.append("export %s=%s" % (name, q(value)))
     if any(n == "PATH" for n, _ in job.environment) and config.get("blah_merge_paths", "yes").lower() != "no":
         out.append('export PATH="$PATH:$_pyb_origpath"')
@@ -108,14 +118,13 @@ def render(job: JobDescription, config: Config, *, exit_dir: str) -> str:
         out.append("export X509_USER_PROXY=%s" % q(job.proxy))
     if job.node_number is not None:
         out.append("export NODE_COUNT=%s" % q(str(job.node_number)))
-    out.append("unset _pyb_origpath")
     out.append("cd %s || _pyb_fail iwd 'Failed to CD to Initial Working Directory.'" % q(job.iwd))
     for src in job.transfer_input:
         if os.path.dirname(src) != job.iwd:
-            out.append("cp -p %s %s || _pyb_fail input %s" % (
+            out.append("PATH=$_pyb_origpath cp -p %s %s || _pyb_fail input %s" % (
                 q(src), q("./" + os.path.basename(src)), q("Cannot copy input file " + src)))
     if job.stage_cmd:
-        out.append("[ -x %s ] || chmod u+x %s 2>/dev/null" % (q(job.cmd), q(job.cmd)))
+        out.append("[ -x %s ] || PATH=$_pyb_origpath chmod u+x %s 2>/dev/null" % (q(job.cmd), q(job.cmd)))
     out.append(_RUN % {"command": _command_line(job, config), "traps": _traps(),
                        "remaps": _remaps(job)})
     return "\n".join(out) + "\n"

@@ -186,8 +186,8 @@ wait
 # A payload that exits at once on TERM races the wrapper's wait loop (the old loop reported the
 # interrupted wait's 143 in about half the runs), hence several attempts; one with a slow trap
 # shows the wrapper keeps waiting.
-@pytest.mark.parametrize("trap_delay", ["", "", "", "", "", "sleep 0.3; "])
-def test_sigterm_forwarded_and_waited_for(tmp_path, iwd, trap_delay):
+@pytest.mark.parametrize("attempt,trap_delay", [(i, "") for i in range(5)] + [(5, "sleep 0.3; ")])
+def test_sigterm_forwarded_and_waited_for(tmp_path, iwd, attempt, trap_delay):
     (iwd / "payload.sh").write_text(TRAPPING_PAYLOAD % trap_delay)
     job, config = make_job(tmp_path, iwd, "/bin/sh", ["payload.sh"])
     script = write_wrapper(tmp_path, job, config)
@@ -199,7 +199,7 @@ def test_sigterm_forwarded_and_waited_for(tmp_path, iwd, trap_delay):
         payload = int((iwd / "payload.pid").read_text())
         assert os.getpgid(payload) == payload != os.getpgid(proc.pid)  # own process group (set -m)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -378,8 +378,8 @@ def test_blah_job_wrapper_prefix(tmp_path, iwd):
 def test_transfer_output_remaps(tmp_path, iwd):
     (iwd / "results").mkdir()
     abs_dst = tmp_path / "abs_dst.dat"
-    job, config = make_job(tmp_path, iwd, "/bin/sh", ["-c", "echo data > out.dat; echo log > log.txt; "
-                                                             "test ! -e results/final.dat"],
+    job, config = make_job(tmp_path, iwd, "/bin/sh", ["-c", ("echo data > out.dat; echo log > log.txt; "
+                                                              "test ! -e results/final.dat")],
                            extra=['TransferOutput = "out.dat,log.txt,never.txt"',
                                   'TransferOutputRemaps = "out.dat=results/final.dat;log.txt=%s;never.txt=n2"'
                                   % abs_dst])
