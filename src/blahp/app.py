@@ -50,8 +50,8 @@ class BlahApp:
         }
 
     def attach(self, nursery: trio.Nursery) -> None:
-        if self.engine is not None:
-            self.engine.attach(nursery)
+        self.engine.attach(nursery)
+        nursery.start_soon(self.engine.preload, self.served)
 
     async def run(self, job: StartJob) -> Rows:
         log = self.log.bind(reqid=job.reqid, command=job.name)

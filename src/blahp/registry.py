@@ -172,5 +172,8 @@ class Registry:
         return [Row(r) for r in rows]
 
     def purge(self, older_than: float = PURGE_AFTER) -> int:
-        return self._write("DELETE FROM jobs WHERE state IN (?, ?, ?) AND updated_at < ?",
-                           (FINAL, FAILED, CANCELLED, time.time() - older_than))
+        """Settled rows after a week; any row nothing has touched for 30 days (a job that
+        vanished and that nobody asks about any more)."""
+        now = time.time()
+        return self._write("DELETE FROM jobs WHERE (state IN (?, ?, ?) AND updated_at < ?) OR updated_at < ?",
+                           (FINAL, FAILED, CANCELLED, now - older_than, now - 30 * 86400))

@@ -77,7 +77,7 @@ class Tracked:
 
 
 class Snapshot:
-    __slots__ = ("taken_at", "duration", "records", "resolved", "resolve_error")
+    __slots__ = ("taken_at", "duration", "records", "resolved", "resolve_error", "considered")
 
     def __init__(self, taken_at: float, duration: float, records: Dict[str, NativeRecord],
                  resolved: Dict[str, NativeRecord], resolve_error: Optional[str]) -> None:
@@ -86,6 +86,8 @@ class Snapshot:
         self.records = records
         self.resolved = resolved
         self.resolve_error = resolve_error
+        # jobs that were tracked when this snapshot was taken (and so went to accounting)
+        self.considered: frozenset = frozenset()
 
 
 def _has_exit(a: JobAnswer) -> bool:
@@ -143,17 +145,27 @@ class ClusterView:
             self.retry_at = now() + min(5.0 * 2 ** (self.failures - 1), 300.0)
             self.log.exception("bulk status query crashed")
             return
-        self.last_duration = now() - started
         if self.failures:
             self.log.info("bulk status query recovered", after_failures=self.failures)
         self.failures = 0
         self.retry_at = -math.inf
         self.last_error = None
-        resolved, resolve_error = await self._resolve(records)
-        self.snapshot = Snapshot(started, self.last_duration, records, resolved, resolve_error)
+        considered = frozenset(self.tracked)
+        todo, resolved, resolve_error = await self._resolve(records)
+        # the cycle adapts to the whole refresh (squeue and sacct), not to the bulk query alone
+        self.last_duration = now() - started
+        snap = Snapshot(started, self.last_duration, records, resolved, resolve_error)
+        snap.considered = considered
+        self.snapshot = snap
+        # Settle every job this cycle resolved now, not when the gridmanager next asks: a
+        # finished job is then final and never goes to accounting again.
+        for t in todo:
+            if t.final is None:
+                self.engine._from_snapshot(self, t, snap)
         self._forget_old(started)
 
-    async def _resolve(self, records: Dict[str, NativeRecord]) -> Tuple[Dict[str, NativeRecord], Optional[str]]:
+    async def _resolve(self, records: Dict[str, NativeRecord]
+                       ) -> Tuple[List[Tracked], Dict[str, NativeRecord], Optional[str]]:
         todo = []
         for t in self.tracked.values():
             if t.final is not None or t.cancelled:
@@ -166,14 +178,14 @@ class ClusterView:
             if a is None or (a.status == COMPLETED and not _has_exit(a)):
                 todo.append(t)
         if not todo:
-            return {}, None
+            return todo, {}, None
         self.resolves += 1
         try:
-            return await self.backend.resolve(self.cluster, [t.batch_id for t in todo],
-                                              [t.date for t in todo]), None
+            return todo, await self.backend.resolve(self.cluster, [t.batch_id for t in todo],
+                                                    [t.date for t in todo]), None
         except QueryFailed as e:
             self.log.warning("accounting query failed; retried next cycle", error=str(e), jobs=len(todo))
-            return {}, str(e)
+            return todo, {}, str(e)
 
     def _forget_old(self, now: float) -> None:
         old = [k for k, t in self.tracked.items() if t.final is not None and now - t.asked_at > FINAL_KEEP]
@@ -233,6 +245,30 @@ class StatusEngine:
     def attach(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
 
+    async def preload(self, backends: Dict[str, Backend]) -> None:
+        """Track every job the registry says may still be live, so that the first cycle after a
+        restart already resolves the ones that finished while we were down."""
+        if self.registry is None:
+            return
+        from .jobid import MalformedJobId
+        count = 0
+        for name, backend in backends.items():
+            rows = await self._db(self.registry.live_rows, name)
+            for row in rows or ():
+                try:
+                    ref = backend.parse_job_id(row.blah_id)
+                except (MalformedJobId, TypeError):
+                    continue
+                view = self.view(backend, ref.cluster)
+                if ref.batch_id not in view.tracked:
+                    t = Tracked(ref.batch_id, ref.raw)
+                    t.date = ref.date
+                    self._load(t, row)
+                    view.tracked[ref.batch_id] = t
+                    count += 1
+        if count:
+            self.log.info("jobs tracked from the registry", jobs=count)
+
     def view(self, backend: Backend, cluster: Optional[str]) -> ClusterView:
         k = (backend.name, backend.cluster_key(cluster))
         v = self.views.get(k)
@@ -282,7 +318,7 @@ class StatusEngine:
     async def _save(self, t: Tracked, answer: Optional[JobAnswer]) -> None:
         if self.registry is None or t.row_id is None:
             return
-        if answer is not None and answer.terminal and t.final is answer:
+        if answer is not None and answer.terminal and t.final is answer and t.saved != (answer.status, None):
             await self._db(self.registry.finish, t.row_id, answer.status, dict(answer.attrs, JobStatus=answer.status))
             t.saved = (answer.status, None)
             return
@@ -298,6 +334,7 @@ class StatusEngine:
         now = self.now()
         t.asked_at = now
         if t.final is not None:
+            await self._save(t, t.final)  # settled by a refresh, perhaps not written yet
             return t.final
         if t.cancelled:
             return self._finish(t, JobAnswer(REMOVED, {"BatchJobId": t.batch_id,
@@ -305,12 +342,30 @@ class StatusEngine:
         need = max(now - view.ttl, t.submitted_at + 1.0, t.last_action_at + 1.0)
         fresh = await view.wait_fresh(need)
         snap = view.snapshot
-        if not fresh or snap is None or snap.taken_at < need:
+        if fresh and snap is not None and snap.taken_at >= need and self._unsettled(view, t, snap):
+            # First asked after this snapshot went to accounting (an id we did not submit, e.g.
+            # minted by the C blahp): the next regular cycle resolves it; no extra query.
+            fresh = await view.wait_fresh(snap.taken_at + view.ttl)
+            snap = view.snapshot
+            need = snap.taken_at if snap is not None else need
+        if t.final is not None:
+            answer: Answer = t.final
+        elif not fresh or snap is None or snap.taken_at < need:
             answer = self._stale(view, t, snap)
         else:
             answer = self._from_snapshot(view, t, snap)
         await self._save(t, answer if isinstance(answer, JobAnswer) else None)
         return answer
+
+    @staticmethod
+    def _unsettled(view: ClusterView, t: Tracked, snap: Snapshot) -> bool:
+        if t.batch_id in snap.considered or t.final is not None:
+            return False
+        rec = snap.records.get(t.batch_id)
+        if rec is None:
+            return True
+        a = view.backend.map(rec, None)
+        return a is None or (a.status == COMPLETED and not _has_exit(a))
 
     def _finish(self, t: Tracked, answer: JobAnswer) -> JobAnswer:
         t.final = answer

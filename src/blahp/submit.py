@@ -141,6 +141,7 @@ class Submitter:
             blah_id = backend.make_job_id(batch_id, cluster, now)
             ref = backend.parse_job_id(blah_id)  # never return an id we would refuse ourselves
             await self._db(self.registry.submitted, row_id, blah_id, ref.batch_id, ref.cluster)
+            await self.engine.tracked(backend, ref)  # in the next cycle's accounting set from now on
             return blah_id
         finally:
             try:

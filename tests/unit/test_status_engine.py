@@ -231,3 +231,35 @@ def test_ttl_adapts_to_query_duration(tmp_path, delay, expected_ttl):
     run(engine, lambda: engine.status(b, ref(1)))
     view = engine.view(b, None)
     assert view.ttl == pytest.approx(expected_ttl, rel=0.2)
+
+
+def test_a_resolved_job_goes_to_accounting_once(tmp_path):
+    engine, b = make(tmp_path)
+    b.queue = {"1": "RUNNING", "2": "RUNNING"}
+    b.accounting = {"2": NativeRecord("2", "COMPLETED", exit_code=0, exit_signal=0)}
+
+    async def scenario():
+        await engine.status(b, ref(1))
+        await engine.status(b, ref(2))
+        b.queue = {"1": "RUNNING"}
+        for _ in range(4):  # several cycles; job 2 is only asked about at the end
+            await trio.sleep(0.35)
+            await engine.status(b, ref(1))
+        return await engine.status(b, ref(2))
+    a = run(engine, scenario)
+    assert a.status == 4 and a.attrs["ExitCode"] == 0
+    assert b.resolve_calls == [["2"]]
+    assert b.bulk_calls >= 4
+
+
+def test_first_request_for_a_finished_job_waits_for_its_accounting(tmp_path):
+    engine, b = make(tmp_path)
+    b.queue = {"1": "RUNNING", "2": "COMPLETED"}
+    b.accounting = {"2": NativeRecord("2", "COMPLETED", exit_code=3, exit_signal=0)}
+
+    async def scenario():
+        await engine.status(b, ref(1))  # the snapshot is taken while job 2 is not tracked
+        return await engine.status(b, ref(2))
+    a = run(engine, scenario)
+    assert a.status == 4 and a.attrs["ExitCode"] == 3  # not "IDLE, not yet visible"
+    assert b.resolve_calls == [["2"]]
