@@ -210,22 +210,23 @@ class SlurmBackend(Backend):
 
     async def _sacct(self, cluster, ids, dates) -> Dict[str, NativeRecord]:
         start = sp.sacct_start(dates, datetime.date.today())
-        out: Dict[str, NativeRecord] = {}
-        for i in range(0, len(ids), SACCT_BATCH):
-            chunk = ids[i:i + SACCT_BATCH]
-            argv = ["sacct", "-n", "-P", "--noconvert", "-S", start, "-E", "now"] + self._m(cluster) + \
-                   ["-j", ",".join(chunk), "-o", ",".join(sp.SACCT_FIELDS)]
-            try:
-                res = await self._query(argv)
-            except QueryFailed as e:
-                if ACCOUNTING_DISABLED in str(e):
-                    raise _AccountingDisabled() from None
-                raise
-            try:
-                out.update(sp.parse_sacct(res.stdout, observed_at=time.time()))
-            except ValueError as e:
-                raise QueryFailed("unparsable sacct output: %s" % e) from None
-        return out
+        # One call per cycle whatever the count: up to SACCT_BATCH ids by id, beyond that all of
+        # the user's jobs in the (always bounded) time window.
+        select = ["-j", ",".join(ids)] if len(ids) <= SACCT_BATCH else ["-u", self.user]
+        argv = ["sacct", "-n", "-P", "--noconvert", "-S", start, "-E", "now"] + self._m(cluster) + \
+            select + ["-o", ",".join(sp.SACCT_FIELDS)]
+        try:
+            res = await self._query(argv)
+        except QueryFailed as e:
+            if ACCOUNTING_DISABLED in str(e):
+                raise _AccountingDisabled() from None
+            raise
+        try:
+            records = sp.parse_sacct(res.stdout, observed_at=time.time())
+        except ValueError as e:
+            raise QueryFailed("unparsable sacct output: %s" % e) from None
+        wanted = set(ids)
+        return {k: v for k, v in records.items() if k in wanted}
 
     async def _scontrol(self, cluster, ids) -> Dict[str, NativeRecord]:
         """Without accounting: one ``scontrol show job`` for everything still in the controller."""
