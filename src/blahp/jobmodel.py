@@ -23,6 +23,15 @@ _ATTR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DEFAULT_SUPPORTED = ("pbs", "lsf", "sge", "slurm", "condor", "nqs", "kubernetes", "flux", "sfapi", "local")
 
 
+# job field, ad attribute, type (a _Reader method)
+_OPTIONS = (("project", "BatchProject", "string"), ("runtime_s", "BatchRuntime", "integer"),
+            ("memory_mb", "RequestMemory", "integer"), ("node_number", "NodeNumber", "integer"),
+            ("smp_granularity", "SMPGranularity", "integer"), ("host_number", "HostNumber", "integer"),
+            ("host_smp_size", "HostSMPSize", "integer"), ("whole_nodes", "WholeNodes", "boolean"),
+            ("gpu_number", "GPUNumber", "integer"), ("gpu_model", "GPUModel", "string"),
+            ("gpu_mode", "GPUMode", "string"), ("mic_number", "MICNumber", "integer"))
+
+
 class SubmitError(Exception):
     """A submit request that cannot go ahead: ``code`` and ``message`` are the result fields."""
 
@@ -236,18 +245,8 @@ def build_job(ad: ClassAd, config: Config, *, supported: Sequence[str], log: Any
         if not part or any(c.isspace() for c in part):
             raise _invalid("Queue", "bad queue name %r" % part)
         job.queue = part
-    job.project = r.string("BatchProject")
-    job.runtime_s = r.integer("BatchRuntime")
-    job.memory_mb = r.integer("RequestMemory")
-    job.node_number = r.integer("NodeNumber")
-    job.smp_granularity = r.integer("SMPGranularity")
-    job.host_number = r.integer("HostNumber")
-    job.host_smp_size = r.integer("HostSMPSize")
-    job.whole_nodes = r.boolean("WholeNodes")
-    job.gpu_number = r.integer("GPUNumber")
-    job.gpu_model = r.string("GPUModel")
-    job.gpu_mode = r.string("GPUMode")
-    job.mic_number = r.integer("MICNumber")
+    for field, attr, kind in _OPTIONS:
+        setattr(job, field, getattr(r, kind)(attr))
     job.extra_args = r.string("BatchExtraSubmitArgs", single_line=False)
 
     job.job_directory = r.string("JobDirectory")
