@@ -135,12 +135,14 @@ def test_known_injections():
 
 ATTR_NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,8}", fullmatch=True).filter(
     lambda n: n not in _SPECIAL and not n.startswith(_SPECIAL_PREFIXES)
-    and n.lower() not in ("gridtype", "cmd", "iwd", "cerequirements", "virtualorganisation"))
+    and n.lower() not in ("gridtype", "cmd", "iwd", "cerequirements", "virtualorganisation", "req", "condorce"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values=st.dictionaries(ATTR_NAMES, TEXT, min_size=1, max_size=4), req=TEXT)
-def test_attribute_lines_are_data(values, req):
+@given(pairs=st.lists(st.tuples(ATTR_NAMES, TEXT), min_size=1, max_size=4, unique_by=lambda p: p[0].lower()),
+       req=TEXT)
+def test_attribute_lines_are_data(pairs, req):
+    values = dict(pairs)  # ClassAd names are case-insensitive: unique ignoring case
     work = tempfile.mkdtemp(prefix="pyb_attr_")
     try:
         marker = os.path.join(work, "mark")
