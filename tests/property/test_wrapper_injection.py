@@ -157,7 +157,8 @@ def test_attribute_lines_are_data(pairs, req):
         job = build_job(parse_ad(text), config, supported=("slurm",), log=NullLog(), cwd=work)
         hook = os.path.join(work, "hook.sh")
         with open(hook, "w") as f:
-            f.write("for n in %s Req CondorCE; do printf '%%s\\0' \"${!n}\"; done\n" % " ".join(values))
+            # the loop variable starts with "_": generated attribute names never do
+            f.write("for _v in %s Req CondorCE; do printf '%%s\\0' \"${!_v}\"; done\n" % " ".join(values))
         driver = os.path.join(work, "driver.sh")
         with open(driver, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(driver_text(job, hook))
