@@ -11,13 +11,13 @@ import shutil
 import signal
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import trio
 
 from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
 from blahp.jobid import JobRef
-from blahp.records import COMPLETED, REMOVED, RUNNING, JobAnswer, NativeRecord
+from blahp.records import REMOVED, RUNNING, JobAnswer, NativeRecord
 from blahp.runner import CommandNotExecutable
 
 PING_TIMEOUT = 10.0
@@ -166,6 +166,3 @@ class LocalBackend(Backend):
                 except PermissionError as e:
                     raise CommandFailed(1, "(stdout:) (stderr:%s)" % e) from None
         await trio.to_thread.run_sync(kill)
-
-    async def check(self) -> List[Tuple[str, bool, str]]:
-        return await super().check()

@@ -9,13 +9,16 @@ import datetime
 import math
 import os
 import re
+import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
+
+import trio
 
 from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
-from blahp.records import HELD, IDLE, RUNNING, JobAnswer, NativeRecord
+from blahp.records import RUNNING, JobAnswer, NativeRecord
 from blahp.results import command_failure, tail
 from blahp.runner import CommandNotExecutable, CommandResult
 
@@ -168,8 +171,8 @@ class SlurmBackend(Backend):
         for line in res.stdout.splitlines():
             parts = line.strip().split("|")
             if len(parts) >= 3 and parts[1] == want and re.fullmatch(r"\d+", parts[0]):
-                if parts[2] not in ("CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL",
-                                    "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "PREEMPTED"):
+                answer = self.map(NativeRecord(parts[0], parts[2]), None)
+                if answer is None or not answer.terminal:  # the state map decides what is finished
                     return parts[0], job.cluster
         return None
 
@@ -182,7 +185,6 @@ class SlurmBackend(Backend):
         if res.ok:
             return res
         if retry and (res.timed_out or _transient(res)):
-            import trio
             await trio.sleep(2.0)
             return await self._query(argv, retry=False)
         why = "timed out" if res.timed_out else "exit code %s" % res.returncode
@@ -241,11 +243,13 @@ class SlurmBackend(Backend):
                 out[rec.batch_id] = rec
         return out
 
+    def merge(self, bulk: NativeRecord, acct: Optional[NativeRecord]) -> NativeRecord:
+        return sp.merge(bulk, acct)
+
     def map(self, record: NativeRecord, last_status: Optional[int]) -> Optional[JobAnswer]:
         if record.state == "PENDING" and (record.reason or "").lower().startswith(REQUEUED_HELD):
             # after `scontrol requeuehold` squeue shows PENDING with this text as the reason
-            record = NativeRecord(record.batch_id, "REQUEUE_HOLD", **{
-                k: getattr(record, k) for k in NativeRecord.__slots__ if k not in ("batch_id", "state")})
+            record = record.copy(state="REQUEUE_HOLD")
         return sp.map_record(record, held_reasons=self.held_reasons, report_batch_holds=self.report_holds,
                              last_status=last_status)
 
@@ -283,7 +287,6 @@ class SlurmBackend(Backend):
     async def check(self):
         lines = []
         for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
-            import shutil
             path = shutil.which(self.binary(tool), path=self.context.runner.environment.get("PATH"))
             lines.append(("%s found" % tool, path is not None, path or "not in PATH or slurm_binpath"))
         lines += await super().check()
@@ -303,5 +306,3 @@ class SlurmBackend(Backend):
 class _AccountingDisabled(Exception):
     pass
 
-
-__all__ = ["SlurmBackend", "HELD", "IDLE"]

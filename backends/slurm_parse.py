@@ -373,8 +373,7 @@ def _exit_attrs(state: str, code: Optional[int], signal: Optional[int]) -> Dict[
 
 def exit_unknown(answer: JobAnswer) -> bool:
     """True for a COMPLETED answer that lacks the exit status (look for an exit record)."""
-    return (answer.status == COMPLETED and "ExitCode" not in answer.attrs
-            and "ExitSignal" not in answer.attrs)
+    return answer.status == COMPLETED and not answer.exit_known
 
 
 # --- combining sources -----------------------------------------------------------------
@@ -395,7 +394,7 @@ def merge(bulk: Optional[NativeRecord], acct: Optional[NativeRecord]) -> NativeR
         only = bulk or acct
         if only is None:
             raise ValueError("merge needs at least one record")
-        return NativeRecord(**_kwargs(only))
+        return only.copy()
     if bulk.batch_id != acct.batch_id:
         raise ValueError("merging records of jobs %s and %s" % (bulk.batch_id, acct.batch_id))
     first, second = (acct, bulk) if acct.state in _FINAL else (bulk, acct)

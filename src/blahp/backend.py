@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .config import Config
 from .jobid import JobRef, MalformedJobId, parse_dated
-from .records import JobAnswer, NativeRecord
-from .runner import CommandNotExecutable, CommandResult, CommandRunner
+from .records import JobAnswer, NativeRecord, merge_records
+from .runner import CommandResult, CommandRunner
 
 ENTRY_POINT_GROUP = "pyblahp.backends"
 
@@ -112,6 +112,10 @@ class Backend(abc.ABC):
                       dates: Sequence[Optional[str]]) -> Dict[str, NativeRecord]:
         """Accounting/history for jobs the bulk query did not finish; QueryFailed on failure."""
         return {}
+
+    def merge(self, bulk: NativeRecord, acct: Optional[NativeRecord]) -> NativeRecord:
+        """One record from the bulk view and the accounting lookup of the same job."""
+        return merge_records(bulk, acct)
 
     @abc.abstractmethod
     def map(self, record: NativeRecord, last_status: Optional[int]) -> Optional[JobAnswer]:

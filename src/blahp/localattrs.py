@@ -12,6 +12,7 @@ from typing import Any, List, Optional, Tuple
 
 from .config import Config
 from .jobmodel import JobDescription, SubmitError
+from .results import tail
 from .runner import CommandNotExecutable, CommandRunner
 from .wrapper import q
 
@@ -66,7 +67,6 @@ async def run_script(job: JobDescription, script: str, runner: CommandRunner, *,
 
 
 def _failure(stdout: str, stderr: str) -> str:
-    from .results import tail
     return "submission command failed (exit code = 1) (stdout:%s) (stderr:%s)" % (tail(stdout), tail(stderr))
 
 

@@ -48,6 +48,11 @@ class NativeRecord:
         self.observed_at = observed_at
         self.extra = extra
 
+    def copy(self, **changes: Any) -> "NativeRecord":
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields.update(changes)
+        return NativeRecord(**fields)
+
     def as_dict(self) -> Dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
 
@@ -71,8 +76,19 @@ class JobAnswer:
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def exit_known(self) -> bool:
+        return "ExitCode" in self.attrs or "ExitSignal" in self.attrs
+
     def __repr__(self) -> str:
         return "JobAnswer(%d, %r)" % (self.status, self.attrs)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobAnswer) and (self.status, self.attrs) == (other.status, other.attrs)
+
+
+def merge_records(bulk: NativeRecord, acct: Optional[NativeRecord]) -> NativeRecord:
+    """The live view completed by accounting: accounting's state and values where it has them."""
+    if acct is None:
+        return bulk
+    return bulk.copy(**{k: v for k, v in acct.as_dict().items() if k != "batch_id"})

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import trio
 
 from .backend import Backend, QueryFailed
-from .records import COMPLETED, HELD, IDLE, REMOVED, JobAnswer, NativeRecord
+from .records import COMPLETED, IDLE, REMOVED, JobAnswer, NativeRecord
 from .wrapper import parse_exit_record
 
 FINAL_KEEP = 3600.0  # final answers stay in memory this long after the last request
@@ -90,8 +90,12 @@ class Snapshot:
         self.considered: frozenset = frozenset()
 
 
-def _has_exit(a: JobAnswer) -> bool:
-    return "ExitCode" in a.attrs or "ExitSignal" in a.attrs
+def _needs_accounting(backend: Backend, rec: Optional[NativeRecord], last_status: Optional[int]) -> bool:
+    """Missing from the bulk view, or finished there without its exit status."""
+    if rec is None:
+        return True
+    a = backend.map(rec, last_status)
+    return a is None or (a.status == COMPLETED and not a.exit_known)
 
 
 class ClusterView:
@@ -109,8 +113,6 @@ class ClusterView:
         self.failures = 0
         self.retry_at = -math.inf
         self.last_error: Optional[str] = None
-        self.queries = 0
-        self.resolves = 0
 
     # -- timing --------------------------------------------------------------------------
     @property
@@ -131,7 +133,6 @@ class ClusterView:
         started = now()
         self.last_started = started
         try:
-            self.queries += 1
             records = await self.backend.bulk_query(self.cluster)
         except QueryFailed as e:
             self.failures += 1
@@ -170,16 +171,10 @@ class ClusterView:
         for t in self.tracked.values():
             if t.final is not None or t.cancelled:
                 continue
-            rec = records.get(t.batch_id)
-            if rec is None:
-                todo.append(t)
-                continue
-            a = self.backend.map(rec, t.last.status if t.last else None)
-            if a is None or (a.status == COMPLETED and not _has_exit(a)):
+            if _needs_accounting(self.backend, records.get(t.batch_id), t.last.status if t.last else None):
                 todo.append(t)
         if not todo:
             return todo, {}, None
-        self.resolves += 1
         try:
             return todo, await self.backend.resolve(self.cluster, [t.batch_id for t in todo],
                                                     [t.date for t in todo]), None
@@ -329,7 +324,7 @@ class StatusEngine:
             t.saved = state
 
     # -- answering -----------------------------------------------------------------------
-    async def status(self, backend: Backend, ref: Any) -> Answer:
+    async def status(self, backend: Backend, ref: Any, fresh_after: float = -math.inf) -> Answer:
         view, t = await self.tracked(backend, ref)
         now = self.now()
         t.asked_at = now
@@ -339,7 +334,7 @@ class StatusEngine:
         if t.cancelled:
             return self._finish(t, JobAnswer(REMOVED, {"BatchJobId": t.batch_id,
                                                        "ExitReason": "cancelled through BLAH_JOB_CANCEL"}))
-        need = max(now - view.ttl, t.submitted_at + 1.0, t.last_action_at + 1.0)
+        need = max(now - view.ttl, t.submitted_at + 1.0, t.last_action_at + 1.0, fresh_after)
         fresh = await view.wait_fresh(need)
         snap = view.snapshot
         if fresh and snap is not None and snap.taken_at >= need and self._unsettled(view, t, snap):
@@ -361,11 +356,7 @@ class StatusEngine:
     def _unsettled(view: ClusterView, t: Tracked, snap: Snapshot) -> bool:
         if t.batch_id in snap.considered or t.final is not None:
             return False
-        rec = snap.records.get(t.batch_id)
-        if rec is None:
-            return True
-        a = view.backend.map(rec, None)
-        return a is None or (a.status == COMPLETED and not _has_exit(a))
+        return _needs_accounting(view.backend, snap.records.get(t.batch_id), None)
 
     def _finish(self, t: Tracked, answer: JobAnswer) -> JobAnswer:
         t.final = answer
@@ -395,14 +386,14 @@ class StatusEngine:
         acct = snap.resolved.get(t.batch_id)
         answer: Optional[JobAnswer] = None
         if rec is not None:
-            answer = backend.map(_merge(rec, acct), last_status)
+            answer = backend.map(backend.merge(rec, acct), last_status)
         elif acct is not None:
             answer = backend.map(acct, last_status)
-        if answer is not None and answer.status == COMPLETED and not _has_exit(answer):
+        if answer is not None and answer.status == COMPLETED and not answer.exit_known:
             answer = self._with_exit_record(t, answer)
         if answer is not None and answer.status == COMPLETED:
             answer = self._reconcile_signal(t, answer)
-        if answer is not None and (answer.status != COMPLETED or _has_exit(answer)):
+        if answer is not None and (answer.status != COMPLETED or answer.exit_known):
             t.first_missing_at = None
             t.last_native = str(answer.attrs.get("BatchJobState", ""))[:200]
             if answer.terminal:
@@ -502,9 +493,7 @@ class StatusEngine:
 
     async def current(self, backend: Backend, ref: Any) -> Answer:
         """Status as of now (for hold/resume): a snapshot taken after this call."""
-        view, t = await self.tracked(backend, ref)
-        t.last_action_at = max(t.last_action_at, self.now() - 1.0)
-        return await self.status(backend, ref)
+        return await self.status(backend, ref, fresh_after=self.now())
 
     async def ping(self, backend: Backend, cluster: Optional[str] = None) -> Optional[str]:
         """None when a fresh bulk query succeeded, else why not."""
@@ -520,23 +509,6 @@ class StatusEngine:
         if ok and view.snapshot is not None and view.snapshot.taken_at >= need:
             return None
         return view.last_error or "no answer within %g s" % self.settings.wait_limit
-
-    def counters(self) -> Dict[str, int]:
-        return {"%s/%s" % k: v.queries for k, v in self.views.items()}
-
-
-def _merge(bulk: NativeRecord, acct: Optional[NativeRecord]) -> NativeRecord:
-    if acct is None:
-        return bulk
-    merged = NativeRecord(bulk.batch_id, acct.state if acct.state else bulk.state)
-    for k in NativeRecord.__slots__:
-        if k in ("batch_id", "state"):
-            continue
-        a, b = getattr(acct, k), getattr(bulk, k)
-        setattr(merged, k, a if a is not None else b)
-    if bulk.reason and not acct.reason:
-        merged.reason = bulk.reason
-    return merged
 
 
 def _answer_from_record(batch_id: str, rec: Dict[str, str]) -> JobAnswer:
@@ -567,4 +539,4 @@ def _answer_from_record(batch_id: str, rec: Dict[str, str]) -> JobAnswer:
     return JobAnswer(COMPLETED, attrs)
 
 
-__all__ = ["StatusEngine", "Settings", "ErrorAnswer", "Answer", "ClusterView", "HELD"]
+__all__ = ["StatusEngine", "Settings", "ErrorAnswer", "Answer", "ClusterView"]

@@ -94,11 +94,6 @@ exit "$_pyb_rc"
 '''
 
 
-def _signal_number(name: str) -> int:
-    import signal
-    return int(getattr(signal, "SIG" + name))
-
-
 def render(job: JobDescription, config: Config, *, exit_dir: str) -> str:
     out: List[str] = []
     out.append("_pyb_key=%s" % q(job.key))

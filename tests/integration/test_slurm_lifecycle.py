@@ -4,7 +4,6 @@ blahpd runs as a subprocess on pipes (as under the gridmanager); the cluster is 
 private Slurm + slurmdbd + MariaDB on loopback (tests/clusters/slurm.py).
 """
 import os
-import signal
 import time
 
 import pytest

@@ -4,7 +4,6 @@ sbatch, and a blahpd killed in the middle of a submit burst.
 The cluster runs with MinJobAge=2 here (HTC-site setting: finished jobs leave squeue at once),
 and blahpd's exit records are disabled where a test needs accounting to be the only source.
 """
-import os
 import stat
 import time
 

@@ -174,6 +174,24 @@ def _wait_for(path, timeout=20.0):
     raise AssertionError("%s never appeared" % path)
 
 
+def _terminated_wrapper(tmp_path, iwd, job, config, check=None):
+    """Run the wrapper until its payload has written payload.pid, then SIGTERM the wrapper."""
+    script = write_wrapper(tmp_path, job, config)
+    proc = subprocess.Popen(["/bin/bash", str(script)], env=run_env(tmp_path), cwd=str(start_dir(tmp_path)),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(iwd / "payload.pid")
+        if check is not None:
+            check(proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc
+
+
 TRAPPING_PAYLOAD = """\
 trap '%secho late > late.txt; exit 42' TERM
 sleep 30 &
@@ -190,20 +208,14 @@ wait
 def test_sigterm_forwarded_and_waited_for(tmp_path, iwd, attempt, trap_delay):
     (iwd / "payload.sh").write_text(TRAPPING_PAYLOAD % trap_delay)
     job, config = make_job(tmp_path, iwd, "/bin/sh", ["payload.sh"])
-    script = write_wrapper(tmp_path, job, config)
-    proc = subprocess.Popen(["/bin/bash", str(script)], env=run_env(tmp_path), cwd=str(start_dir(tmp_path)),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        _wait_for(iwd / "payload.pid")
-        sleeper = int((iwd / "sleeper.pid").read_text())
-        payload = int((iwd / "payload.pid").read_text())
+    pids = {}
+
+    def own_group(proc):
+        pids["sleeper"] = int((iwd / "sleeper.pid").read_text())
+        pids["payload"] = payload = int((iwd / "payload.pid").read_text())
         assert os.getpgid(payload) == payload != os.getpgid(proc.pid)  # own process group (set -m)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = _terminated_wrapper(tmp_path, iwd, job, config, own_group)
+    sleeper, payload = pids["sleeper"], pids["payload"]
     assert proc.returncode == 42
     assert (iwd / "late.txt").read_text() == "late\n"  # the wrapper waited for the trap to finish
     r = Run(tmp_path, job, proc)
@@ -219,17 +231,7 @@ def test_sigterm_forwarded_and_waited_for(tmp_path, iwd, attempt, trap_delay):
 
 def test_sigterm_kills_untrapping_payload(tmp_path, iwd):
     job, config = make_job(tmp_path, iwd, "/bin/sh", ["-c", "echo $$ > payload.pid; sleep 30; echo no > after"])
-    script = write_wrapper(tmp_path, job, config)
-    proc = subprocess.Popen(["/bin/bash", str(script)], env=run_env(tmp_path), cwd=str(start_dir(tmp_path)),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        _wait_for(iwd / "payload.pid")
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = _terminated_wrapper(tmp_path, iwd, job, config)
     assert proc.returncode == 143
     rec = Run(tmp_path, job, proc).record()
     assert rec["exit_code"] == "143" and rec["signal"] == "15"

@@ -168,11 +168,7 @@ def _c_int32(value: int) -> int:
     return ((value + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-@_function("size")
-def _size(ev, args, scope):
-    if len(args) != 1:
-        return ERROR
-    value = ev.value(args[0], scope)
+def _size(value):
     t = type(value)
     if t is Undefined:
         return UNDEFINED
@@ -196,14 +192,20 @@ def _if_then_else(ev, args, scope):
     return ERROR
 
 
-def _type_test(*types):
-    def test(ev, args, scope):
+def _one_arg(of_value):
+    """A builtin of exactly one argument, given its evaluated value (else ERROR)."""
+    def fn(ev, args, scope):
         if len(args) != 1:
             return ERROR
-        return type(ev.value(args[0], scope)) in types
-    return test
+        return of_value(ev.value(args[0], scope))
+    return fn
 
 
+def _type_test(*types):
+    return _one_arg(lambda value: type(value) in types)
+
+
+_FUNCTIONS["size"] = _one_arg(_size)
 _FUNCTIONS["isundefined"] = _type_test(Undefined)
 _FUNCTIONS["iserror"] = _type_test(Error)
 _FUNCTIONS["isstring"] = _type_test(str)
@@ -215,14 +217,7 @@ _FUNCTIONS["isclassad"] = _type_test(ClassAd)
 
 
 def _converter(convert):
-    def fn(ev, args, scope):
-        if len(args) != 1:
-            return ERROR
-        value = ev.value(args[0], scope)
-        if value is ERROR:
-            return ERROR
-        return convert(value)
-    return fn
+    return _one_arg(lambda value: ERROR if value is ERROR else convert(value))
 
 
 _FUNCTIONS["int"] = _converter(to_integer)
@@ -231,14 +226,12 @@ _FUNCTIONS["string"] = _converter(to_string)
 
 
 def _case(upper: bool):
-    def fn(ev, args, scope):
-        if len(args) != 1:
-            return ERROR
-        value = to_string(ev.value(args[0], scope))
+    def fn(value):
+        value = to_string(value)
         if value is UNDEFINED or value is ERROR:
             return value
         return _byte_case(value, upper)
-    return fn
+    return _one_arg(fn)
 
 
 _FUNCTIONS["toupper"] = _case(True)
@@ -246,10 +239,7 @@ _FUNCTIONS["tolower"] = _case(False)
 
 
 def _rounding(how):
-    def fn(ev, args, scope):
-        if len(args) != 1:
-            return ERROR
-        value = ev.value(args[0], scope)
+    def fn(value):
         if type(value) is int:
             return value
         real = to_real(value)
@@ -258,7 +248,7 @@ def _rounding(how):
         if real != real or real in (math.inf, -math.inf):
             return INT64_MIN
         return _c_int(float(how(real)))
-    return fn
+    return _one_arg(fn)
 
 
 _FUNCTIONS["floor"] = _rounding(math.floor)

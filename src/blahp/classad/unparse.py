@@ -113,6 +113,15 @@ class _Unparser:
         else:
             raise TypeError("not a ClassAd literal: %r" % (value,))
 
+    def joined(self, opener: str, items, closer: str) -> None:
+        out = self.out
+        out.append(opener)
+        for i, item in enumerate(items):
+            if i:
+                out.append(",")
+            self.node(item)
+        out.append(closer)
+
     def node(self, node: Expr) -> None:
         out = self.out
         t = type(node)
@@ -130,19 +139,9 @@ class _Unparser:
         elif t is Op:
             self.operation(node)
         elif t is FnCall:
-            out.append(node.name + "(")
-            for i, arg in enumerate(node.args):
-                if i:
-                    out.append(",")
-                self.node(arg)
-            out.append(")")
+            self.joined(node.name + "(", node.args, ")")
         elif t is ExprList:
-            out.append("{ ")
-            for i, item in enumerate(node.items):
-                if i:
-                    out.append(",")
-                self.node(item)
-            out.append(" }")
+            self.joined("{ ", node.items, " }")
         elif t is ClassAd:
             self.classad(node)
         else:
