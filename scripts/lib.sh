@@ -76,3 +76,41 @@ setup_venv() {
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$ROOT${extras:+[$extras]}"
 }
+
+# Grid Engine's postinst asks debconf questions: answer them (a cell 'default' on localhost;
+# the tests build private cells of their own, tests/clusters/sge-up.sh) before installing it.
+preseed_gridengine() {
+    [ -z "$(missing_debs gridengine-master gridengine-exec gridengine-client)" ] && return 0
+    ensure_debs debconf
+    printf '%s\n' \
+        'gridengine-common shared/gridengineconfig boolean true' \
+        'gridengine-common shared/gridenginecell string default' \
+        'gridengine-common shared/gridenginemaster string localhost' | as_root debconf-set-selections
+}
+
+# slurm-wlm-torque (PBS commands over Slurm) conflicts with gridengine-client: both own
+# /usr/bin/qsub. Unpack it into a private directory instead of installing it, so that the PBS
+# adapter's smoke test and Grid Engine run in one pass. Its qsub runs ${FindBin::Bin}/sbatch,
+# so the Slurm commands it calls are linked next to it. Prints the directory of the commands.
+private_pbs_over_slurm() {
+    local dest="$1"
+    ensure_debs perl libslurm-perl libslurmdb-perl libswitch-perl slurm-client
+    local want
+    want="$(apt-cache policy slurm-wlm-torque | awk '/Candidate:/ {print $2}')"
+    if [ ! -x "$dest/usr/bin/qsub" ] || [ "$(cat "$dest/version" 2>/dev/null)" != "$want" ]; then
+        local dl
+        dl="$(mktemp -d)"
+        echo "==> unpacking slurm-wlm-torque $want into $dest" >&2
+        (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root slurm-wlm-torque >&2)
+        rm -rf "$dest"
+        mkdir -p "$dest"
+        dpkg-deb -x "$dl"/slurm-wlm-torque_*.deb "$dest"
+        rm -rf "$dl"
+        echo "$want" > "$dest/version"
+    fi
+    local cmd
+    for cmd in salloc sbatch srun scancel scontrol squeue sacct; do
+        ln -sfn "/usr/bin/$cmd" "$dest/usr/bin/$cmd"
+    done
+    echo "$dest/usr/bin"
+}
