@@ -1,6 +1,6 @@
 """Status load: many tracked jobs probed the way HTCondor's gridmanager probes them.
 
-    .venv/bin/python bench/status_load.py --jobs 1000 --duration 120 [--fake | --real-slurm]
+    .venv/bin/python bench/status_load.py --jobs 1000 --duration 120 [--system S] [--fake | --real]
 
 blahpd runs on pipes.  First every job is asked once (at most --warmup-in-flight requests
 outstanding, so the server's blah_max_threaded_cmds limit is not hit), so that all --jobs are
@@ -10,14 +10,20 @@ once every --burst-every s.  An ``F Threads limit reached`` reply is retried, it
 counted from the first send.  Latency is send -> result line read (after the ``R`` and our
 ``RESULTS``), i.e. what the gridmanager sees.
 
-Batch commands are counted by wrappers in slurm_binpath that log each call; they run the fake
-Slurm in bench/fake_slurm/ (--fake, the default) or /usr/bin/<cmd> of a private Slurm 22.05
-cluster (--real-slurm, tests/clusters/slurm.py; jobs submitted with sbatch --begin=now+2hours,
-a few --real-finished ones allowed to run so that sacct has work).
+Batch commands are counted by wrappers in ``<lrms>_binpath`` that log each call and run:
+  slurm   the fake Slurm in bench/fake_slurm/ (--fake, the default) or a private Slurm 22.05
+          cluster (--real; tests/clusters/slurm.py; jobs submitted with --begin=now+2hours, a
+          few --real-finished ones allowed to run so that sacct has work);
+  pbs, pbs-pro, lsf, condor
+          the simulated systems of conformance/sim with played jobs (nothing really runs; job
+          states move with the clock: pending, running, held, finished in the queue, finished
+          and purged to history);
+  sge     a private Grid Engine cell (tests/clusters/sge.py) with held jobs and a few that run.
 
-Goals (the issue): at most one squeue and one sacct per cycle whatever the job count; p99
+Goals (the issue): at most one bulk query (squeue, qstat, bjobs, condor_q) and one accounting
+query (sacct, qstat -x, bhist, condor_history; qacct) per cycle whatever the job count; p99
 status latency under one cycle; peak RSS under 100 MB at 10,000 tracked jobs.  Results are
-printed and written to bench/results/status_load-<mode>-<jobs>.json.
+printed and written to bench/results/status_load-<system>-<mode>-<jobs>.json.
 """
 from __future__ import annotations
 
@@ -42,7 +48,50 @@ from gahp.escaping import read_argv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-COMMANDS = ("squeue", "sacct", "scontrol", "scancel", "sbatch")
+
+
+class Profile:
+    """What differs between batch systems: the commands, and which calls are the cycle's queries."""
+
+    def __init__(self, lrms, commands, bulk, resolve, ids, config="", sim=None, sim_settings=None):
+        self.lrms = lrms
+        self.commands = commands
+        self.is_bulk = bulk        # (cmd, argv) -> the bulk status query
+        self.is_resolve = resolve  # (cmd, argv) -> the accounting / history query
+        self.ids = ids             # argv of a resolve call -> job ids asked
+        self.config = config
+        self.sim = sim
+        self.sim_settings = sim_settings or {}
+
+
+def _opt_ids(flag):
+    def ids(argv):
+        return argv[argv.index(flag) + 1].split(",") if flag in argv else []
+    return ids
+
+
+def _digit_args(argv):
+    return [a for a in argv if a.isdigit()]
+
+
+PROFILES = {
+    "slurm": Profile("slurm", ("squeue", "sacct", "scontrol", "scancel", "sbatch"),
+                     lambda c, a: c == "squeue" and not any(x.startswith("--name") for x in a),
+                     lambda c, a: c in ("sacct", "scontrol"), _opt_ids("-j")),
+    "pbs": Profile("pbs", ("qsub", "qstat", "qdel", "qhold", "qrls"),
+                   lambda c, a: c == "qstat" and "-x" not in a, lambda c, a: c == "qstat" and "-x" in a,
+                   _digit_args, sim="pbs", sim_settings={"flavour": "torque"}),
+    "pbs-pro": Profile("pbs", ("qsub", "qstat", "qdel", "qhold", "qrls"),
+                       lambda c, a: c == "qstat" and "-x" not in a, lambda c, a: c == "qstat" and "-x" in a,
+                       _digit_args, config="pbs_pro=yes\n", sim="pbs", sim_settings={"flavour": "pro"}),
+    "lsf": Profile("lsf", ("bsub", "bjobs", "bkill", "bstop", "bresume", "bhist"),
+                   lambda c, a: c == "bjobs", lambda c, a: c == "bhist", _digit_args, sim="lsf"),
+    "condor": Profile("condor", ("condor_submit", "condor_q", "condor_history", "condor_rm", "condor_hold",
+                                 "condor_release"),
+                      lambda c, a: c == "condor_q", lambda c, a: c == "condor_history", _digit_args, sim="condor"),
+    "sge": Profile("sge", ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls"),
+                   lambda c, a: c == "qstat" and "-xml" in a, lambda c, a: c == "qacct", _opt_ids("-j")),
+}
 FAKE_FIRST_ID = 1000001
 RSS_GOAL_MB = 100
 RSS_GOAL_JOBS = 10000
@@ -50,10 +99,10 @@ RSS_GOAL_JOBS = 10000
 
 # --- batch systems -----------------------------------------------------------------------
 
-def write_wrappers(bindir, calls_log, target):
-    """slurm_binpath scripts that run ``target(cmd)`` and log ``cmd start end rc argv...`` per call."""
+def write_wrappers(bindir, calls_log, target, commands):
+    """<lrms>_binpath scripts that run ``target(cmd)`` and log ``cmd start end rc argv...`` per call."""
     os.makedirs(bindir)
-    for cmd in COMMANDS:
+    for cmd in commands:
         path = os.path.join(bindir, cmd)
         with open(path, "w") as f:
             # $EPOCHREALTIME (bash 5): no extra fork to read the clock
@@ -99,7 +148,8 @@ def setup_fake(work, args, calls_log):
     fake = os.path.join(HERE, "fake_slurm")
     # -I -S: a bare, fast interpreter (the fake needs the standard library only)
     write_wrappers(os.path.join(work, "bin"), calls_log,
-                   lambda cmd: "%s -I -S %s" % (shlex.quote(sys.executable), shlex.quote(os.path.join(fake, cmd))))
+                   lambda cmd: "%s -I -S %s" % (shlex.quote(sys.executable), shlex.quote(os.path.join(fake, cmd))),
+                   PROFILES["slurm"].commands)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_", "SLURM_"))}
     env.update(FAKE_SLURM_STATE=path, FAKE_SLURM_DELAY=str(args.delay))
     counts = collections.Counter("finished" if r[2] is not None and r[2] < 0 else
@@ -121,8 +171,66 @@ def setup_real(work, args, calls_log, cluster):
     facts["submit_s"] = round(time.monotonic() - t0, 1)
     facts["submit_per_s"] = round(args.jobs / facts["submit_s"], 1)
     facts["finished_jobs"] = args.real_finished
-    write_wrappers(os.path.join(work, "bin"), calls_log, lambda cmd: "/usr/bin/" + cmd)
+    write_wrappers(os.path.join(work, "bin"), calls_log, lambda cmd: "/usr/bin/" + cmd, PROFILES["slurm"].commands)
     env = {k: v for k, v in cluster.env.items() if not k.startswith(("BLAHPD_", "GLITE_"))}
+    return ids, env, facts
+
+
+def setup_sim(work, args, calls_log, profile):
+    """A simulated system (conformance/sim) whose played jobs are put straight into its state."""
+    sys.path.insert(0, ROOT)
+    from conformance.sim import core
+    state, simbin = os.path.join(work, "sim-state"), os.path.join(work, "sim-bin")
+    settings = dict(profile.sim_settings, execute=False, queue_delay=0, keep_seconds=300, history=True)
+    core.install(profile.sim, simbin, state, profile.commands, settings)
+    rng = random.Random(args.seed)
+    now = time.time()
+    counts = collections.Counter()
+    with core.locked_world(state) as w:
+        for _ in range(args.jobs):
+            r = rng.random()
+            job = w.new_job("true\n", name="bench", cwd=work)
+            job["played_exit"] = rng.choice([0] * 8 + [1, 3])
+            if r < 0.10:  # finished: half still in the queue, half purged to history at the first tick
+                end = now - (rng.uniform(400, 3600) if r < 0.05 else rng.uniform(10, 250))
+                job.update(state="finished", start_time=end - 600, end_time=end, exit_status=job["played_exit"],
+                           host="node01", submit_time=end - 700)
+                counts["finished"] += 1
+            elif r < 0.70:
+                start = now - rng.uniform(60, 7200)
+                job.update(state="running", start_time=start, host="node01", submit_time=start - 60,
+                           run_seconds=now - start + rng.uniform(30, 7200))
+                counts["running"] += 1
+            elif r < 0.99:
+                job["submit_time"] = now + rng.uniform(600, 7200)  # queued until then
+                counts["pending"] += 1
+            else:
+                job["held"] = True
+                counts["held"] += 1
+        ids = sorted(w.jobs, key=int)
+    write_wrappers(os.path.join(work, "bin"), calls_log, lambda cmd: shlex.quote(os.path.join(simbin, cmd)),
+                   profile.commands)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_"))}
+    return ids, env, {"job_mix_at_start": dict(counts)}
+
+
+def setup_sge(work, args, calls_log, cell):
+    """A private Grid Engine cell: held jobs (they stay pending) and a few that run and finish."""
+    t0 = time.monotonic()
+    cell.start()
+    facts = {"cell_start_s": round(time.monotonic() - t0, 1)}
+    ids = []
+    t0 = time.monotonic()
+    for i in range(args.jobs):
+        hold = [] if i < args.real_finished else ["-h"]
+        r = cell.run(["qsub", "-terse", "-b", "y", "-o", "/dev/null", "-e", "/dev/null"] + hold + ["/bin/true"],
+                     check=True)
+        ids.append(r.stdout.strip())
+    facts["submit_s"] = round(time.monotonic() - t0, 1)
+    facts["finished_jobs"] = args.real_finished
+    write_wrappers(os.path.join(work, "bin"), calls_log, lambda cmd: "/usr/bin/" + cmd, PROFILES["sge"].commands)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_"))}
+    env.update(cell.env)
     return ids, env, facts
 
 
@@ -295,25 +403,28 @@ def read_calls(path):
     return calls
 
 
-def call_stats(calls, minutes, ttl_min):
-    sq = [c[0] for c in calls.get("squeue", [])]
-    sa = [c[0] for c in calls.get("sacct", [])]
-    gaps = [b - a for a, b in zip(sq, sq[1:])]
-    # sacct calls per cycle: grouped by the squeue call that opened the cycle
-    per_cycle = collections.Counter(bisect.bisect_right(sq, t) for t in sa)
+def call_stats(calls, minutes, ttl_min, profile):
+    """Bulk and accounting calls per cycle; a cycle starts at each bulk query."""
+    every = sorted((c[0], cmd, c[3]) for cmd, v in calls.items() for c in v)
+    bulk = [t for t, cmd, argv in every if profile.is_bulk(cmd, argv)]
+    acct = [(t, argv) for t, cmd, argv in every if profile.is_resolve(cmd, argv)]
+    gaps = [b - a for a, b in zip(bulk, bulk[1:])]
+    per_cycle = collections.Counter(bisect.bisect_right(bulk, t) for t, _ in acct)
     out = {"minutes": round(minutes, 3), "cycle_s": statistics.median(gaps) if gaps else None,
-           "min_squeue_gap_s": min(gaps) if gaps else None,
-           # two squeue calls closer than the shortest possible cycle = two queries in one cycle
-           "squeue_too_close": sum(1 for g in gaps if g < 0.9 * ttl_min),
-           "max_sacct_per_cycle": max(per_cycle.values()) if per_cycle else 0,
-           "sacct_before_first_squeue": per_cycle.get(0, 0)}
-    # how many job ids each sacct asks for, and how often the same id is asked again
-    ids = [c[3][c[3].index("-j") + 1].split(",") for c in calls.get("sacct", []) if "-j" in c[3]]
-    every = [i for chunk in ids for i in chunk]
-    out["sacct_ids"] = {"total": len(every), "distinct": len(set(every)),
-                        "per_call_median": statistics.median(map(len, ids)) if ids else None,
-                        "per_call_max": max(map(len, ids)) if ids else None}
-    for cmd in COMMANDS:
+           "bulk_calls": len(bulk), "accounting_calls": len(acct),
+           "min_bulk_gap_s": min(gaps) if gaps else None,
+           # two bulk calls closer than the shortest possible cycle = two queries in one cycle
+           "bulk_too_close": sum(1 for g in gaps if g < 0.9 * ttl_min),
+           "max_accounting_per_cycle": max(per_cycle.values()) if per_cycle else 0,
+           "accounting_before_first_bulk": per_cycle.get(0, 0)}
+    # how many job ids each accounting call asks for, and how often the same id is asked again
+    ids = [profile.ids(argv) for _, argv in acct]
+    ids = [chunk for chunk in ids if chunk]
+    flat = [i for chunk in ids for i in chunk]
+    out["accounting_ids"] = {"total": len(flat), "distinct": len(set(flat)),
+                             "per_call_median": statistics.median(map(len, ids)) if ids else None,
+                             "per_call_max": max(map(len, ids)) if ids else None}
+    for cmd in profile.commands:
         c = calls.get(cmd, [])
         out[cmd] = {"calls": len(c), "per_minute": round(len(c) / minutes, 2) if minutes else None,
                     "failed": sum(1 for x in c if x[2] != 0),
@@ -322,22 +433,22 @@ def call_stats(calls, minutes, ttl_min):
     return out
 
 
-def report(args, mode, facts, timings, client, mem, calls, minutes):
+def report(args, mode, facts, timings, client, mem, calls, minutes, profile):
     rows = client.done
     steady = [r for r in rows if r[0] != "warmup"]
     errors = [r for r in rows if r[2] != "0"]
-    cs = call_stats(calls, minutes, args.ttl_min)
+    cs = call_stats(calls, minutes, args.ttl_min, profile)
     cycle = cs["cycle_s"] or args.ttl_min
     st = latency_stats([r[1] for r in steady])
     peak = mem.get("VmHWM")
     goals = {
-        "squeue_at_most_one_per_cycle": cs["squeue_too_close"] == 0,
-        "sacct_at_most_one_per_cycle": cs["max_sacct_per_cycle"] <= 1,
+        "bulk_at_most_one_per_cycle": cs["bulk_too_close"] == 0 and cs["bulk_calls"] > 0,
+        "accounting_at_most_one_per_cycle": cs["max_accounting_per_cycle"] <= 1,
         "p99_under_one_cycle": st["p99_ms"] is not None and st["p99_ms"] < cycle * 1000,
         "rss_under_100mb_at_10000": (peak < RSS_GOAL_MB) if args.jobs >= RSS_GOAL_JOBS else "not evaluated (jobs < 10000)",
     }
     result = {
-        "mode": mode, "jobs": args.jobs, "duration_s": args.duration, "rate_per_s": args.rate,
+        "system": args.system, "mode": mode, "jobs": args.jobs, "duration_s": args.duration, "rate_per_s": args.rate,
         "burst": {"size": args.burst_size, "every_s": args.burst_every},
         "config": {"pyblahp_status_ttl_min": args.ttl_min, "pyblahp_status_ttl_max": args.ttl_max},
         "setup": facts, "timings": timings,
@@ -361,12 +472,12 @@ def report(args, mode, facts, timings, client, mem, calls, minutes):
     return result
 
 
-def print_report(r):
+def print_report(r, profile):
     c = r["batch_commands"]
     f = lambda v: "-" if v is None else ("%.1f" % v if isinstance(v, float) else str(v))  # noqa: E731
     lines = [
-        "status_load: %s, %d jobs, %g s steady at %g/s + %d every %g s" % (
-            r["mode"], r["jobs"], r["duration_s"], r["rate_per_s"], r["burst"]["size"], r["burst"]["every_s"]),
+        "status_load: %s %s, %d jobs, %g s steady at %g/s + %d every %g s" % (
+            r["system"], r["mode"], r["jobs"], r["duration_s"], r["rate_per_s"], r["burst"]["size"], r["burst"]["every_s"]),
         "  setup %s; timings %s" % (r["setup"], r["timings"]),
         "  requests %d, results %d (jobs %d), errors %d, F refusals %d, unanswered %d, by status %s, 'not yet visible' %d" % (
             r["requests_sent"], r["results_received"], r["jobs_answered"], r["error_results"], r["threads_limit_refusals"],
@@ -376,16 +487,16 @@ def print_report(r):
         s = r["latency_" + name]
         lines.append("  latency %-6s n=%-6d p50 %s ms  p95 %s ms  p99 %s ms  max %s ms" % (
             name, s["n"], f(s["p50_ms"]), f(s["p95_ms"]), f(s["p99_ms"]), f(s["max_ms"])))
-    for cmd in COMMANDS:
+    for cmd in profile.commands:
         if c[cmd]["calls"]:
-            lines.append("  %-8s %5d calls  %6.2f/min  failed %d  median %s s  max %s s" % (
+            lines.append("  %-14s %5d calls  %6.2f/min  failed %d  median %s s  max %s s" % (
                 cmd, c[cmd]["calls"], c[cmd]["per_minute"], c[cmd]["failed"], c[cmd]["median_s"], c[cmd]["max_s"]))
-    lines.append("  cycle (median squeue gap) %s s, min gap %s s, squeue pairs closer than 0.9*ttl_min: %d, "
-                 "max sacct per cycle %d (before first squeue: %d), over %.2f min" % (
-                     f(c["cycle_s"]), f(c["min_squeue_gap_s"]), c["squeue_too_close"], c["max_sacct_per_cycle"],
-                     c["sacct_before_first_squeue"], c["minutes"]))
-    lines.append("  sacct job ids: %(total)d asked, %(distinct)d distinct, per call median %(per_call_median)s max "
-                 "%(per_call_max)s" % c["sacct_ids"])
+    lines.append("  cycle (median gap between bulk queries) %s s, min gap %s s, bulk pairs closer than "
+                 "0.9*ttl_min: %d, max accounting calls per cycle %d (before the first bulk query: %d), "
+                 "over %.2f min" % (f(c["cycle_s"]), f(c["min_bulk_gap_s"]), c["bulk_too_close"],
+                                    c["max_accounting_per_cycle"], c["accounting_before_first_bulk"], c["minutes"]))
+    lines.append("  accounting job ids: %(total)d asked, %(distinct)d distinct, per call median "
+                 "%(per_call_median)s max %(per_call_max)s" % c["accounting_ids"])
     lines.append("  peak RSS %s MB (final %s MB)" % (f(r["peak_rss_mb"]), f(r["final_rss_mb"])))
     for k, v in r["goals"].items():
         lines.append("  %-32s %s" % (k, v if isinstance(v, str) else ("PASS" if v else "FAIL")))
@@ -398,8 +509,10 @@ def print_report(r):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--fake", action="store_true", help="fake Slurm in bench/fake_slurm (default)")
-    mode.add_argument("--real-slurm", action="store_true", help="private Slurm cluster (tests/clusters)")
+    mode.add_argument("--fake", action="store_true", help="fake or simulated batch system (default)")
+    mode.add_argument("--real", "--real-slurm", dest="real", action="store_true",
+                      help="slurm: a private Slurm cluster (tests/clusters); sge is always real")
+    p.add_argument("--system", choices=sorted(PROFILES), default="slurm")
     p.add_argument("--jobs", type=int, default=1000)
     p.add_argument("--duration", type=float, default=120.0, help="steady phase, seconds")
     p.add_argument("--rate", type=float, default=5.0, help="probes per second (GRIDMANAGER_JOB_PROBE_RATE)")
@@ -412,36 +525,47 @@ def parse_args(argv=None):
     p.add_argument("--delay", type=float, default=0.0, help="fake: seconds added to each squeue/sacct")
     p.add_argument("--real-finished", type=int, default=10, help="real: jobs submitted to run at once")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", help="JSON file (default bench/results/status_load-<mode>-<jobs>.json)")
+    p.add_argument("--out", help="JSON file (default bench/results/status_load-<system>-<mode>-<jobs>.json)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, call log)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    mode = "real" if args.real_slurm else "fake"
+    profile = PROFILES[args.system]
+    mode = "real" if args.real or args.system == "sge" else "fake"
     # /tmp: the cluster's unix socket paths must stay short
     work = tempfile.mkdtemp(prefix="pyblahp-status-load-", dir="/tmp")
     calls_log = os.path.join(work, "calls.log")
     cluster = None
     client = None
     try:
-        if mode == "real":
+        if args.system == "slurm" and mode == "real":
             sys.path.insert(0, ROOT)
             from tests.clusters.slurm import SlurmCluster
             cluster = SlurmCluster(os.path.join(work, "slurm"))
             ids, env, facts = setup_real(work, args, calls_log, cluster)
-        else:
+        elif args.system == "slurm":
             ids, env, facts = setup_fake(work, args, calls_log)
+        elif args.system == "sge":
+            sys.path.insert(0, ROOT)
+            from tests.clusters.sge import SgeCell
+            cluster = SgeCell(os.path.join(work, "sge"))
+            ids, env, facts = setup_sge(work, args, calls_log, cluster)
+        else:
+            ids, env, facts = setup_sim(work, args, calls_log, profile)
         home = os.path.join(work, "home")
         os.makedirs(home)
         cfg = os.path.join(home, "blah.config")
         with open(cfg, "w") as f:
-            f.write("supported_lrms=slurm\nslurm_binpath=%s\npyblahp_status_ttl_min=%g\npyblahp_status_ttl_max=%g\n"
-                    % (os.path.join(work, "bin"), args.ttl_min, args.ttl_max))
+            f.write("supported_lrms=%s\n%s_binpath=%s\npyblahp_status_ttl_min=%g\npyblahp_status_ttl_max=%g\n%s"
+                    % (profile.lrms, profile.lrms, os.path.join(work, "bin"), args.ttl_min, args.ttl_max,
+                       profile.config))
         env.update(HOME=home, BLAHPD_CONFIG_LOCATION=cfg)
-        jobs = ["slurm/%s/%s" % (time.strftime("%Y%m%d"), i) for i in ids]
-        # only calls made while blahpd runs count (not our own sbatch)
+        stamp = time.strftime("%Y%m%d%H%M%S" if profile.lrms == "sge" else "%Y%m%d")
+        jobs = ["condor/%s//" % i if profile.lrms == "condor" else "%s/%s/%s" % (profile.lrms, stamp, i)
+                for i in ids]
+        # only calls made while blahpd runs count (not our own submissions)
         if os.path.exists(calls_log):
             os.unlink(calls_log)
         t_start = time.time()
@@ -451,7 +575,7 @@ def main(argv=None):
         minutes = (time.time() - t_start) / 60.0
         client.quit()
         client.proc.wait(30)
-        result = report(args, mode, facts, timings, client, mem, read_calls(calls_log), minutes)
+        result = report(args, mode, facts, timings, client, mem, read_calls(calls_log), minutes, profile)
         result["work_dir"] = work if args.keep else None
     finally:
         if client is not None and client.proc.poll() is None:
@@ -461,8 +585,8 @@ def main(argv=None):
             cluster.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print_report(result)
-    out = args.out or os.path.join(HERE, "results", "status_load-%s-%d.json" % (mode, args.jobs))
+    print_report(result, profile)
+    out = args.out or os.path.join(HERE, "results", "status_load-%s-%s-%d.json" % (args.system, mode, args.jobs))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
