@@ -1,0 +1,367 @@
+"""PBS: TORQUE, PBS Pro / OpenPBS (``pbs_pro = yes``) and the PBS emulation over Slurm, behind
+the adapter interface (backends.md §7, submit-ad.md §7).
+
+Command builders, the batch-script directives and the thin runners are here; the parsers and
+the state map are the pure functions of ``pbs_parse``.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import trio
+
+from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.jobid import JobRef
+from blahp.jobmodel import job_name
+from blahp.records import RUNNING, JobAnswer, NativeRecord
+from blahp.results import command_failure, tail
+from blahp.runner import CommandNotExecutable, CommandResult
+
+from . import pbs_parse as pp
+
+TRANSIENT = ("cannot connect to server", "Connection refused", "Premature end of message",
+             "Resource temporarily unavailable", "Server busy", "End of File", "Connection timed out")
+# qdel of a job that is already gone or going (either stream; TORQUE, PBS Pro)
+GONE = ("Unknown Job Id", "invalid state for job - COMPLETE", "invalid state for job - EXITING",
+        "Job has finished")
+NO_HISTORY = "not configured to maintain job history"
+UNKNOWN_JOB_RC = 153     # PBSE_UNKJOBID (15001) & 0xff
+FINISHED_JOB_RC = 35     # PBSE_HISTJOBID (15139) & 0xff, PBS Pro
+REPROBE_HISTORY = 3600.0
+HISTORY_BATCH = 500      # job ids per qstat -x call (argv length)
+HOLD_RUNNING_REFUSED = "(stdout:) (stderr:unsupported for this job status)"
+
+
+def _user() -> str:
+    import os
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _transient(res: CommandResult) -> bool:
+    text = res.stdout + res.stderr
+    return any(p in text for p in TRANSIENT)
+
+
+def _usage_error(res: CommandResult) -> bool:
+    """qstat rejected its options (an old PBS Pro without ``-F json``)."""
+    text = (res.stderr + res.stdout).lower()
+    return res.returncode == 2 and ("usage" in text or "invalid option" in text or "conflicting" in text)
+
+
+def torque_nodes(node_number: Optional[int], smp: Optional[int], host_number: Optional[int],
+                 host_smp_size: Optional[int], whole_nodes: Optional[bool], gpu: str = "") -> List[str]:
+    """TORQUE ``-l nodes=`` (and ``-W x=NACCESSPOLICY:SINGLEJOB``) as ``pbs_submit.sh`` computes them.
+
+    ``gpu`` is the ``:gpus=N[:mode]`` suffix.  Where the C computation yields an impossible
+    request (zero nodes or ``ppn=0``: SMPGranularity or HostNumber without enough NodeNumber) or
+    drops the request (WholeNodes with neither SMPGranularity nor HostNumber), the nearest valid
+    request is made instead.
+    """
+    mp = node_number or 0
+    smp = smp or None   # 0 is a division by zero in the shell script: no line at all
+    hn = host_number or None
+    out: List[str] = []
+    if whole_nodes and (smp or hn):
+        hss = host_smp_size or 1
+        if smp:
+            out.append("nodes=%d:ppn=%d%s" % (hn or 1, hss, gpu))
+        else:
+            r = mp % hn if mp > 0 else 0
+            rest = "+%d:ppn=%d" % (r, hss) if r else ""
+            out.append("nodes=%d:ppn=%d%s%s" % (hn - r, hss, rest, gpu))
+        return out + ["-W x=NACCESSPOLICY:SINGLEJOB"]
+    if smp:
+        n, r = divmod(mp, smp)
+        if n == 0:
+            out.append("nodes=1:ppn=%d%s" % (r or smp, gpu))
+        else:
+            out.append("nodes=%d:ppn=%d%s%s" % (n, smp, "+1:ppn=%d" % r if r else "", gpu))
+    elif hn:
+        n, r = divmod(mp, hn)
+        if mp == 0:
+            out.append("nodes=%d%s" % (hn, gpu))
+        elif n == 0:
+            out.append("nodes=%d:ppn=1%s" % (mp, gpu))
+        else:
+            out.append("nodes=%d:ppn=%d%s%s" % (hn - r, n, "+%d:ppn=%d" % (r, n + 1) if r else "", gpu))
+    elif mp > 0:
+        out.append("nodes=%d%s" % (mp, gpu))
+    elif gpu:
+        out.append("nodes=1%s" % gpu)
+    if whole_nodes:
+        out.append("-W x=NACCESSPOLICY:SINGLEJOB")
+    return out
+
+
+class PbsBackend(Backend):
+    name = "pbs"
+    # ids minted by other tools may carry the server (``pbs/20250101/123.pbs01``): digits are kept
+    batch_id_pattern = r"\d+(\.[A-Za-z0-9.-]+)?"
+    prefix = "#PBS"
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        cfg = context.config
+        self.pro = cfg.get_bool("pbs_pro", False)
+        self.set_pvmem = cfg.get_bool("pbs_set_pvmem", False)
+        self.maui = cfg.get_bool("pbs_maui", False)
+        self.report_holds = cfg.get_bool("pyblahp_report_batch_holds", True)
+        self.user = _user()
+        self._json: Optional[bool] = None if self.pro else False   # PBS Pro: probed on first use
+        self._no_history_until = 0.0
+
+    def parse_job_id(self, raw: str) -> JobRef:
+        ref = super().parse_job_id(raw)
+        ref.batch_id = ref.batch_id.split(".", 1)[0]
+        return ref
+
+    # -- submission ----------------------------------------------------------------------
+    def directives(self, job, batch_output: Optional[str]) -> List[str]:
+        out = batch_output or "/dev/null"
+        d = ["-S /bin/bash", "-N %s" % job_name(job.h12), "-o %s" % out, "-e %s" % out]
+        if job.project:
+            d.append("-A %s" % job.project)
+        if job.runtime_s is not None:
+            d.append("-l walltime=%d" % job.runtime_s)
+        d += self._pro_resources(job) if self.pro else self._torque_resources(job)
+        d.append("-m n")
+        return ["%s %s" % (self.prefix, x) for x in d]
+
+    def _torque_resources(self, job) -> List[str]:
+        d = []
+        if job.memory_mb is not None:
+            if self.set_pvmem:
+                d.append("-l pvmem=%dmb" % job.memory_mb)
+            if job.smp_granularity == 1:
+                d.append("-l pmem=%dmb" % job.memory_mb)
+            d.append("-l mem=%dmb" % job.memory_mb)
+        gpu = ""
+        if self.maui and job.gpu_number:  # as pbs_submit.sh: GPUs in nodes= only for Maui sites
+            gpu = ":gpus=%d%s" % (job.gpu_number, ":%s" % job.gpu_mode if job.gpu_mode else "")
+        for line in torque_nodes(job.node_number, job.smp_granularity, job.host_number, job.host_smp_size,
+                                 job.whole_nodes, gpu):
+            d.append(line if line.startswith("-") else "-l %s" % line)
+        if self.maui and job.gpu_number:
+            d.append("-W x='GRES:gpu@%d'" % job.gpu_number)
+        return d
+
+    @staticmethod
+    def _pro_resources(job) -> List[str]:
+        # One chunk, as the C blahp asks: select=1[:mem=..]:ncpus=..[:ngpus=..]
+        select = "select=1"
+        if job.memory_mb is not None:
+            select += ":mem=%dmb" % job.memory_mb
+        select += ":ncpus=%d" % (job.smp_granularity or job.node_number or 1)
+        if job.gpu_number:
+            select += ":ngpus=%d" % job.gpu_number
+        d = ["-l %s" % select]
+        if job.whole_nodes:
+            d.append("-l place=excl")
+        return d
+
+    def extra_lines(self, text: Optional[str]) -> List[str]:
+        if not text:
+            return []
+        out = []
+        for line in re.split(r"\r?\n|\\n", text):
+            line = line.strip()
+            if line:
+                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
+        return out
+
+    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
+               batch_output: Optional[str]) -> str:
+        from blahp import __version__
+        head = ["#!/bin/bash",
+                "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
+        head += self.directives(job, batch_output)
+        site = list(local_directives) + self.extra_lines(job.extra_args)
+        head += site
+        # the site's own queue (local attributes or extra args) wins, as in pbs_submit.sh
+        if job.queue and not any(re.match(r"#PBS\s+-q\b", line) for line in site):
+            head.append("%s -q %s" % (self.prefix, job.queue))
+        return "\n".join(head) + "\n" + wrapper_text
+
+    async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
+        if job.cluster:
+            # qstat asks the default server only: a job on another server would look vanished
+            raise SubmitFailed(1, "Queue %s@%s: PBS destinations on another server are not supported"
+                               % (job.queue, job.cluster), ambiguous=False)
+        try:
+            res = await self.run(["qsub", script_path], timeout=self.context.submit_timeout, cwd=job.iwd)
+        except CommandNotExecutable as e:
+            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
+                               ambiguous=False) from None
+        if res.timed_out:
+            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
+                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
+        if res.signal:
+            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
+                               % (res.signal, command_failure(res)), ambiguous=True)
+        if res.returncode != 0:
+            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
+                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        batch_id = pp.parse_qsub(res.stdout)
+        if batch_id is None:
+            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
+                               ambiguous=True)
+        return batch_id, None
+
+    async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
+        wanted = job_name(job.h12)
+        for rec in (await self.bulk_query(None)).values():
+            if (rec.extra or {}).get("name") == wanted and rec.state not in pp.FINAL_STATES:
+                return rec.batch_id, None
+        return None
+
+    # -- status --------------------------------------------------------------------------
+    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
+        """Run a query; the caller judges the exit code.  Timeouts and transient errors: once more."""
+        try:
+            res = await self.run(argv)
+        except CommandNotExecutable as e:
+            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
+        if retry and not res.ok and (res.timed_out or _transient(res)):
+            await trio.sleep(2.0)
+            return await self._query(argv, retry=False)
+        return res
+
+    @staticmethod
+    def _failed(res: CommandResult) -> QueryFailed:
+        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
+        return QueryFailed("%s %s: %s" % (res.argv[0] if res.argv else "qstat", why,
+                                          tail(res.stderr or res.stdout, 300)))
+
+    def _parse(self, res: CommandResult, json_format: bool, **kw) -> Dict[str, NativeRecord]:
+        try:
+            jobs = pp.parse_qstat_json(res.stdout) if json_format else pp.parse_qstat_full(res.stdout)
+            return pp.records(jobs, observed_at=time.time(), **kw)
+        except ValueError as e:
+            raise QueryFailed("unparsable qstat output: %s" % e) from None
+
+    async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
+        if self._json is not False:
+            res = await self._query(["qstat", "-f", "-F", "json"])
+            if _usage_error(res):
+                self.log.warning("qstat does not know -F json; using qstat -f", stderr=tail(res.stderr, 200))
+                self._json = False
+            elif not res.ok:
+                raise self._failed(res)
+            else:
+                self._json = True
+                return self._parse(res, True, user=self.user)
+        # -1 (no line wrapping) is TORQUE's; PBS Pro rejects it next to -f
+        res = await self._query(["qstat", "-f"] if self.pro else ["qstat", "-f", "-1"])
+        if res.returncode == UNKNOWN_JOB_RC and not res.timed_out and not res.stdout.strip() \
+                and all("Unknown Job Id" in ln for ln in res.stderr.splitlines() if ln.strip()):
+            return {}  # the PBS emulation over Slurm answers "no jobs at all" this way
+        if not res.ok:
+            raise self._failed(res)
+        return self._parse(res, False, user=self.user)
+
+    async def resolve(self, cluster: Optional[str], ids: Sequence[str],
+                      dates: Sequence[Optional[str]]) -> Dict[str, NativeRecord]:
+        """PBS Pro history (``qstat -x``, needs ``job_history_enable``); TORQUE has none."""
+        if not self.pro or time.time() < self._no_history_until:
+            return {}
+        out: Dict[str, NativeRecord] = {}
+        for i in range(0, len(ids), HISTORY_BATCH):
+            chunk = list(ids[i:i + HISTORY_BATCH])
+            fmt = ["-F", "json"] if self._json else []
+            res = await self._query(["qstat", "-x", "-f"] + fmt + chunk)
+            if NO_HISTORY in res.stderr + res.stdout:
+                self.log.warning("PBS job history is disabled (job_history_enable); exit codes come from "
+                                 "exit records", reprobe_after=REPROBE_HISTORY)
+                self._no_history_until = time.time() + REPROBE_HISTORY
+                return {}
+            # several ids: the ones PBS does not know are named on stderr, the rc is the last error
+            errors = [ln for ln in res.stderr.splitlines() if ln.strip()]
+            known = all("Unknown Job Id" in ln or "has finished" in ln for ln in errors)
+            if res.timed_out or res.returncode not in (0, UNKNOWN_JOB_RC, FINISHED_JOB_RC) or not known:
+                raise self._failed(res)
+            recs = self._parse(res, bool(self._json), source="history")
+            out.update({k: v for k, v in recs.items() if k in chunk})
+        return out
+
+    def map(self, record: NativeRecord, last_status: Optional[int]) -> Optional[JobAnswer]:
+        return pp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
+
+    # -- control -------------------------------------------------------------------------
+    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
+        for attempt in (1, 2):
+            try:
+                res = await self.run(argv)
+            except CommandNotExecutable as e:
+                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
+                                    not_executable=True) from None
+            if res.ok:
+                return
+            if gone_ok and any(p in res.stdout + res.stderr for p in GONE):
+                return
+            if attempt == 1 and (res.timed_out or _transient(res)):
+                continue
+            if gone_ok and await self._gone(argv[-1]):
+                return
+            code = res.returncode if res.returncode and res.returncode > 0 else 1
+            raise CommandFailed(code, command_failure(res))
+
+    async def _gone(self, batch_id: str) -> bool:
+        """qdel failed without saying why (the emulation over Slurm prints nothing for an unknown
+        job): the job is gone when qstat says it does not know it or that it has finished."""
+        try:
+            res = await self.run(["qstat", "-f", batch_id] if self.pro else ["qstat", "-f", "-1", batch_id])
+        except CommandNotExecutable:
+            return False
+        if res.timed_out:
+            return False
+        if res.returncode in (UNKNOWN_JOB_RC, FINISHED_JOB_RC):
+            return not res.stdout.strip()
+        if res.returncode == 0:
+            try:
+                jobs = pp.records(pp.parse_qstat_full(res.stdout))
+            except ValueError:
+                return False
+            rec = jobs.get(batch_id)
+            return rec is not None and rec.state in pp.FINAL_STATES
+        return False
+
+    async def cancel(self, ref: JobRef) -> None:
+        await self._control(["qdel", ref.batch_id], "cancel", gone_ok=True)
+
+    async def hold(self, ref: JobRef, status: int) -> None:
+        # qhold of a running job only sets a hold flag (no checkpointing): the job keeps running,
+        # so it is refused with the C blahp's own words.
+        if status == RUNNING:
+            raise CommandFailed(1, HOLD_RUNNING_REFUSED)
+        await self._control(["qhold", ref.batch_id], "hold", gone_ok=False)
+
+    async def release(self, ref: JobRef) -> None:
+        await self._control(["qrls", ref.batch_id], "resume", gone_ok=False)
+
+    async def check(self):
+        lines = []
+        for tool in ("qsub", "qstat", "qdel", "qhold", "qrls"):
+            path = shutil.which(self.binary(tool), path=self.context.runner.environment.get("PATH"))
+            lines.append(("%s found" % tool, path is not None, path or "not in PATH or pbs_binpath"))
+        lines += await super().check()
+        if self.pro:
+            try:
+                res = await self.run(["qstat", "-B", "-f"])
+                text = res.stdout.replace(" ", "").lower()
+                if not res.ok:
+                    ok, detail = False, tail(res.stderr or res.stdout, 200) or "exit %s" % res.returncode
+                elif "job_history_enable=true" in text:
+                    ok, detail = True, "job_history_enable = True: exit codes of purged jobs from qstat -x"
+                else:
+                    ok, detail = True, "job history disabled: exit codes come from exit records"
+            except CommandNotExecutable as e:
+                ok, detail = False, str(e)
+            lines.append(("pbs job history (qstat -x)", ok, detail))
+        return lines
