@@ -1,0 +1,318 @@
+"""LSF: bsub/bjobs/bhist/bkill/bstop/bresume behind the adapter interface (backends.md §8).
+
+Command builders and the thin runners are here; every parser and the state map are the pure
+functions of ``lsf_parse``.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import re
+import shutil
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import trio
+
+from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.jobid import JobRef
+from blahp.jobmodel import job_name
+from blahp.records import JobAnswer, NativeRecord
+from blahp.results import command_failure, tail
+from blahp.runner import CommandNotExecutable, CommandResult
+
+from . import lsf_parse as lp
+
+TRANSIENT = ("not responding", "still trying", "Connection refused", "Resource temporarily unavailable",
+             "Failed in an LSF library call", "Cannot connect", "cannot connect")
+GONE = ("Job has already finished", "No matching job found")
+# how an LSF without `bjobs -o` (before 9.1.1) refuses it
+REJECTED_OPTION = ("illegal option", "invalid option", "Usage:")
+PROFILE = "profile.lsf"
+# a shell's own bookkeeping, not the site's environment
+_SHELL_VARS = ("_", "SHLVL", "PWD", "OLDPWD")
+_GPU_MODEL_RE = re.compile(r"[A-Za-z0-9_.+-]+$")
+
+
+def _user() -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _transient(res: CommandResult) -> bool:
+    text = res.stdout + res.stderr
+    return any(p in text for p in TRANSIENT)
+
+
+class LsfBackend(Backend):
+    name = "lsf"
+    batch_id_pattern = r"\d+"
+    prefix = "#BSUB"
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        cfg = context.config
+        self.user = _user()
+        self.report_holds = cfg.get_bool("pyblahp_report_batch_holds", True)
+        self.request_memory = cfg.get_bool("lsf_request_memory", False)
+        self.confpath = cfg.get("lsf_confpath")
+        logs = cfg.get("bhist_logs_to_read")
+        self.bhist_logs = str(cfg.get_int("bhist_logs_to_read", 0, minimum=0)) if logs else None
+        self._site_env: Optional[Dict[str, str]] = None
+        self._env_lock = trio.Lock()
+        self._wide = False  # this LSF has no `bjobs -o`: use the -w table
+
+    # -- environment (profile.lsf, imported once) ------------------------------------------
+    async def _environment(self) -> Optional[Dict[str, str]]:
+        if not self.confpath:
+            return None
+        async with self._env_lock:
+            if self._site_env is None:
+                self._site_env = await self._import_profile()
+        return self._site_env
+
+    async def _import_profile(self) -> Dict[str, str]:
+        profile = os.path.join(os.path.expandvars(self.confpath), PROFILE)
+        # The path is "$1", never part of the command text; the profile's chatter goes to stderr.
+        argv = ["/bin/bash", "-c", '. "$1" >&2 && env -0', "pyblahp-lsf-profile", profile]
+        res = await self.context.runner.run(argv, timeout=self.context.command_timeout)
+        if not res.ok:
+            why = "timed out" if res.timed_out else tail(res.stderr, 300) or "exit %s" % res.returncode
+            # Not cached: the next command tries again.
+            raise CommandNotExecutable(argv, OSError(errno.ENOENT, "cannot load %s: %s" % (profile, why)))
+        env = {}
+        for item in res.stdout.split("\0"):
+            name, eq, value = item.partition("=")
+            if eq and name and name not in _SHELL_VARS:
+                env[name] = value
+        env["LC_ALL"] = "C"
+        self.log.info("LSF environment imported", profile=profile, variables=len(env))
+        return env
+
+    async def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, cwd: Optional[str] = None,
+                  stdin: Optional[bytes] = None) -> CommandResult:
+        env = await self._environment()
+        argv = list(argv)
+        argv[0] = self.binary(argv[0])
+        res = await self.context.runner.run(argv, timeout=timeout or self.context.command_timeout,
+                                            cwd=cwd, stdin=stdin, env=env)
+        self.log.debug("batch command", argv=argv, rc=res.returncode, timed_out=res.timed_out,
+                       seconds=round(res.duration, 3))
+        return res
+
+    # -- submission ----------------------------------------------------------------------
+    def directives(self, job, batch_output: Optional[str]) -> List[str]:
+        d = ["-J %s" % job_name(job.h12)]
+        out = batch_output or "/dev/null"
+        d += ["-o %s" % out, "-e %s" % out]
+        if job.queue:
+            # LSF's own queue@cluster syntax: the value goes through as the site wrote it
+            d.append("-q %s%s" % (job.queue, "@" + job.cluster if job.cluster else ""))
+        if job.project:
+            d.append("-P %s" % job.project)
+        if job.runtime_s is not None:
+            d.append("-W %d" % max(1, math.ceil(job.runtime_s / 60)))
+        if job.memory_mb is not None and self.request_memory:
+            # Units follow LSF_UNIT_FOR_LIMITS (MB by default), hence opt-in.
+            d += ["-M %d" % job.memory_mb, '-R "rusage[mem=%d]"' % job.memory_mb]
+        if job.node_number is not None:
+            d.append("-n %d" % job.node_number)
+        if job.smp_granularity is not None:
+            d.append('-R "span[ptile=%d]"' % job.smp_granularity)
+        if job.host_number == 1:
+            d.append('-R "span[hosts=1]"')
+        if job.whole_nodes:
+            d.append("-x")
+        gpu = self._gpu(job)
+        if gpu:
+            d.append(gpu)
+        if job.mic_number:
+            d.append('-R "rusage[nmics=%d]"' % job.mic_number)
+        d.append("-L /bin/bash")
+        return ["%s %s" % (self.prefix, x) for x in d]
+
+    def _gpu(self, job) -> Optional[str]:
+        if not job.gpu_number and not job.gpu_model:
+            return None
+        n = job.gpu_number or 1
+        model = job.gpu_model
+        if model and not _GPU_MODEL_RE.match(model):
+            self.log.warning("GPU model not usable in an LSF resource string; ignored", model=model)
+            model = None
+        if model:
+            select = " && ".join("gpu_model%d=='%s'" % (i, model) for i in range(n))
+        else:
+            select = "ngpus>%d" % (n - 1)
+        return '-R "select[%s] rusage[ngpus_excl_p=%d]"' % (select, n)
+
+    def extra_lines(self, text: Optional[str]) -> List[str]:
+        if not text:
+            return []
+        out = []
+        for line in re.split(r"\r?\n|\\n", text):
+            line = line.strip()
+            if line:
+                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
+        return out
+
+    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
+               batch_output: Optional[str]) -> str:
+        from blahp import __version__
+        head = ["#!/bin/bash",
+                "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
+        # Queue included in our block, so a site's local lines can still override it.
+        head += self.directives(job, batch_output)
+        head += list(local_directives)
+        head += self.extra_lines(job.extra_args)
+        return "\n".join(head) + "\n" + wrapper_text
+
+    async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
+        try:
+            with open(script_path, "rb") as f:
+                script = f.read()
+        except OSError as e:
+            raise SubmitFailed(1, "cannot read the batch script %s: %s" % (script_path, e.strerror or e),
+                               ambiguous=False) from None
+        try:
+            # bsub reads #BSUB directives only from a script on its standard input.
+            res = await self.run(["bsub"], timeout=self.context.submit_timeout, cwd=job.iwd, stdin=script)
+        except CommandNotExecutable as e:
+            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
+                               ambiguous=False) from None
+        if res.timed_out:
+            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
+                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
+        if res.signal:
+            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
+                               % (res.signal, command_failure(res)), ambiguous=True)
+        if res.returncode != 0:
+            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
+                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        batch_id = lp.parse_bsub(res.stdout)
+        if batch_id is None:
+            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
+                               ambiguous=True)
+        return batch_id, None
+
+    async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
+        name = job_name(job.h12)
+        records = await self._bjobs(["-J", name], lp.FIND_FIELDS)
+        for rec in records.values():
+            if (rec.extra or {}).get("job_name") != name:
+                continue
+            answer = self.map(rec, None)
+            if not answer.terminal:  # the state map decides what is finished
+                return rec.batch_id, None
+        return None
+
+    # -- status --------------------------------------------------------------------------
+    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
+        """The command's result when it answered (any exit code); QueryFailed when it did not."""
+        try:
+            res = await self.run(argv)
+        except CommandNotExecutable as e:
+            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
+        if retry and not res.ok and (res.timed_out or _transient(res)):
+            await trio.sleep(2.0)
+            return await self._query(argv, retry=False)
+        if res.timed_out:
+            raise QueryFailed("%s timed out" % argv[0])
+        return res
+
+    def _failed(self, argv: List[str], res: CommandResult) -> QueryFailed:
+        return QueryFailed("%s exit code %s: %s" % (argv[0], res.returncode, tail(res.stderr or res.stdout, 300)))
+
+    async def _bjobs(self, select: List[str], fields: Sequence[str]) -> Dict[str, NativeRecord]:
+        """All of the user's jobs (finished ones while LSF keeps them: CLEAN_PERIOD), one call."""
+        base = ["bjobs", "-u", self.user, "-a"] + select
+        if not self._wide:
+            argv = base + ["-noheader", "-o", lp.output_format(fields)]
+            res = await self._query(argv)
+            if res.returncode != 0 and any(p in res.stderr for p in REJECTED_OPTION) \
+                    and not lp.no_jobs(res.stdout, res.stderr):
+                self.log.warning("this LSF has no `bjobs -o`; using the `bjobs -w` table and bhist for exit codes")
+                self._wide = True
+            else:
+                return self._parsed(argv, res, lambda text: lp.parse_bjobs_o(text, fields, observed_at=time.time()))
+        argv = base + ["-w"]
+        res = await self._query(argv)
+        return self._parsed(argv, res, lambda text: lp.parse_bjobs_wide(text, observed_at=time.time()))
+
+    def _parsed(self, argv, res, parse) -> Dict[str, NativeRecord]:
+        if res.returncode != 0 and not lp.no_jobs(res.stdout, res.stderr):
+            raise self._failed(argv, res)
+        try:
+            return parse(res.stdout)  # the "no jobs" sentence, if on stdout, is skipped
+        except ValueError as e:
+            raise QueryFailed("unparsable %s output: %s" % (argv[0], e)) from None
+
+    async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
+        return await self._bjobs([], lp.BULK_FIELDS)
+
+    async def resolve(self, cluster: Optional[str], ids: Sequence[str],
+                      dates: Sequence[Optional[str]]) -> Dict[str, NativeRecord]:
+        """One ``bhist -l`` for every job the bulk view could not finish."""
+        argv = ["bhist", "-l"] + (["-n", self.bhist_logs] if self.bhist_logs else []) + list(ids)
+        res = await self._query(argv)
+        # "No matching job found" is an answer (for some or all of the ids), whatever the exit code
+        if res.returncode != 0 and not any(p in res.stdout + res.stderr for p in lp.NO_HISTORY):
+            raise self._failed(argv, res)
+        try:
+            records = lp.parse_bhist(res.stdout, observed_at=time.time())
+        except ValueError as e:
+            raise QueryFailed("unparsable bhist output: %s" % e) from None
+        wanted = set(ids)
+        return {k: v for k, v in records.items() if k in wanted}
+
+    def map(self, record: NativeRecord, last_status: Optional[int]) -> JobAnswer:
+        return lp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
+
+    # -- control -------------------------------------------------------------------------
+    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
+        for attempt in (1, 2):
+            try:
+                res = await self.run(argv)
+            except CommandNotExecutable as e:
+                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
+                                    not_executable=True) from None
+            if res.ok:
+                return
+            # LSF prints these on stderr (galaxyproject/galaxy#7007): look at both streams.
+            if gone_ok and any(p in res.stdout + res.stderr for p in GONE):
+                return
+            if attempt == 1 and (res.timed_out or _transient(res)):
+                continue
+            code = res.returncode if res.returncode and res.returncode > 0 else 1
+            raise CommandFailed(code, command_failure(res))
+
+    async def cancel(self, ref: JobRef) -> None:
+        await self._control(["bkill", ref.batch_id], "cancel", gone_ok=True)
+
+    async def hold(self, ref: JobRef, status: int) -> None:
+        # bstop: a pending job becomes PSUSP, a running one USUSP (stopped with SIGSTOP).
+        await self._control(["bstop", ref.batch_id], "hold", gone_ok=False)
+
+    async def release(self, ref: JobRef) -> None:
+        await self._control(["bresume", ref.batch_id], "resume", gone_ok=False)
+
+    async def check(self):
+        lines = []
+        if self.confpath:
+            try:
+                env = await self._environment()
+                lines.append(("LSF environment (%s)" % PROFILE, True, "%d variables" % len(env or {})))
+            except CommandNotExecutable as e:
+                lines.append(("LSF environment (%s)" % PROFILE, False, e.error.strerror or str(e.error)))
+                env = None
+        else:
+            env = None
+        path = (env or self.context.runner.environment).get("PATH")
+        for tool in ("bsub", "bjobs", "bhist", "bkill", "bstop", "bresume"):
+            found = shutil.which(self.binary(tool), path=path)
+            lines.append(("%s found" % tool, found is not None, found or "not in PATH or lsf_binpath"))
+        lines += await super().check()
+        return lines
