@@ -15,7 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import trio
 
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.backend import (Backend, BackendContext, CommandFailed, QueryFailed, SiteEnvironmentError, SubmitFailed,
+                           current_user, source_environment)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import JobAnswer, NativeRecord
@@ -30,17 +31,7 @@ GONE = ("Job has already finished", "No matching job found")
 # how an LSF without `bjobs -o` (before 9.1.1) refuses it
 REJECTED_OPTION = ("illegal option", "invalid option", "Usage:")
 PROFILE = "profile.lsf"
-# a shell's own bookkeeping, not the site's environment
-_SHELL_VARS = ("_", "SHLVL", "PWD", "OLDPWD")
 _GPU_MODEL_RE = re.compile(r"[A-Za-z0-9_.+-]+$")
-
-
-def _user() -> str:
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def _transient(res: CommandResult) -> bool:
@@ -56,7 +47,7 @@ class LsfBackend(Backend):
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
         cfg = context.config
-        self.user = _user()
+        self.user = current_user()
         self.report_holds = cfg.get_bool("pyblahp_report_batch_holds", True)
         self.request_memory = cfg.get_bool("lsf_request_memory", False)
         self.confpath = cfg.get("lsf_confpath")
@@ -67,7 +58,7 @@ class LsfBackend(Backend):
         self._wide = False  # this LSF has no `bjobs -o`: use the -w table
 
     # -- environment (profile.lsf, imported once) ------------------------------------------
-    async def _environment(self) -> Optional[Dict[str, str]]:
+    async def environment(self) -> Optional[Dict[str, str]]:
         if not self.confpath:
             return None
         async with self._env_lock:
@@ -77,32 +68,14 @@ class LsfBackend(Backend):
 
     async def _import_profile(self) -> Dict[str, str]:
         profile = os.path.join(os.path.expandvars(self.confpath), PROFILE)
-        # The path is "$1", never part of the command text; the profile's chatter goes to stderr.
-        argv = ["/bin/bash", "-c", '. "$1" >&2 && env -0', "pyblahp-lsf-profile", profile]
-        res = await self.context.runner.run(argv, timeout=self.context.command_timeout)
-        if not res.ok:
-            why = "timed out" if res.timed_out else tail(res.stderr, 300) or "exit %s" % res.returncode
-            # Not cached: the next command tries again.
-            raise CommandNotExecutable(argv, OSError(errno.ENOENT, "cannot load %s: %s" % (profile, why)))
-        env = {}
-        for item in res.stdout.split("\0"):
-            name, eq, value = item.partition("=")
-            if eq and name and name not in _SHELL_VARS:
-                env[name] = value
+        try:
+            env = await source_environment(self.context.runner, profile, self.context.command_timeout)
+        except SiteEnvironmentError as e:
+            # Not cached: the next command tries again; meanwhile no LSF command can run.
+            raise CommandNotExecutable([profile], OSError(errno.ENOENT, "cannot load %s" % e)) from None
         env["LC_ALL"] = "C"
         self.log.info("LSF environment imported", profile=profile, variables=len(env))
         return env
-
-    async def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, cwd: Optional[str] = None,
-                  stdin: Optional[bytes] = None) -> CommandResult:
-        env = await self._environment()
-        argv = list(argv)
-        argv[0] = self.binary(argv[0])
-        res = await self.context.runner.run(argv, timeout=timeout or self.context.command_timeout,
-                                            cwd=cwd, stdin=stdin, env=env)
-        self.log.debug("batch command", argv=argv, rc=res.returncode, timed_out=res.timed_out,
-                       seconds=round(res.duration, 3))
-        return res
 
     # -- submission ----------------------------------------------------------------------
     def directives(self, job, batch_output: Optional[str]) -> List[str]:
@@ -303,7 +276,7 @@ class LsfBackend(Backend):
         lines = []
         if self.confpath:
             try:
-                env = await self._environment()
+                env = await self.environment()
                 lines.append(("LSF environment (%s)" % PROFILE, True, "%d variables" % len(env or {})))
             except CommandNotExecutable as e:
                 lines.append(("LSF environment (%s)" % PROFILE, False, e.error.strerror or str(e.error)))

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import trio
 
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed, current_user
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
@@ -33,15 +33,6 @@ FINISHED_JOB_RC = 35     # PBSE_HISTJOBID (15139) & 0xff, PBS Pro
 REPROBE_HISTORY = 3600.0
 HISTORY_BATCH = 500      # job ids per qstat -x call (argv length)
 HOLD_RUNNING_REFUSED = "(stdout:) (stderr:unsupported for this job status)"
-
-
-def _user() -> str:
-    import os
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def _transient(res: CommandResult) -> bool:
@@ -113,7 +104,7 @@ class PbsBackend(Backend):
         self.set_pvmem = cfg.get_bool("pbs_set_pvmem", False)
         self.maui = cfg.get_bool("pbs_maui", False)
         self.report_holds = cfg.get_bool("pyblahp_report_batch_holds", True)
-        self.user = _user()
+        self.user = current_user()
         self._json: Optional[bool] = None if self.pro else False   # PBS Pro: probed on first use
         self._no_history_until = 0.0
 

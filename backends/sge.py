@@ -11,11 +11,12 @@ import os
 import re
 import shutil
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import trio
 
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.backend import (Backend, BackendContext, CommandFailed, QueryFailed, SiteEnvironmentError, SubmitFailed,
+                           current_user, source_environment)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
@@ -31,18 +32,8 @@ GONE = ("does not exist",)
 RUNNING_HOLD_REFUSED = "(stdout:) (stderr:hold of a running job is not supported)"
 # qacct reads the whole accounting file per call: bound the calls of one status cycle.
 ACCOUNTING_SLACK = 86400.0  # submission stamps come from another host's clock
-# settings.sh bookkeeping and shell noise, not site environment
-_SHELL_VARS = frozenset(("_", "PWD", "OLDPWD", "SHLVL"))
 _PORT_VARS = ("SGE_QMASTER_PORT", "SGE_EXECD_PORT")
 _PE_RE = re.compile(r"^#\$.*\s-pe(\s|$)")
-
-
-def _user() -> str:
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 def _transient(res: CommandResult) -> bool:
@@ -70,7 +61,7 @@ class SgeBackend(Backend):
         super().__init__(context)
         cfg = context.config
         env = context.runner.environment
-        self.user = _user()
+        self.user = current_user()
         self.root = os.path.expandvars(cfg.get("sge_rootpath") or env.get("SGE_ROOT") or "") or None
         self.cell = cfg.get("sge_cellname") or env.get("SGE_CELL") or "default"
         self.pe_policy = cfg.get("sge_pe_policy", "*")
@@ -87,11 +78,8 @@ class SgeBackend(Backend):
         return "%s|%s|%s" % (self.root or "", self.cell, env.get("SGE_QMASTER_PORT", ""))
 
     # -- environment ---------------------------------------------------------------------
-    async def _environment(self) -> Dict[str, str]:
-        """What batch commands get on top of the runner's environment, imported once.
-
-        The runner is shared with the other backends, so the cell's settings stay here.
-        """
+    async def environment(self) -> Dict[str, str]:
+        """The cell's variables (SGE_ROOT, SGE_CELL, what its settings.sh sets), imported once."""
         async with self._env_lock:
             if self._env is None:
                 self._env = await self._import_settings()
@@ -104,39 +92,19 @@ class SgeBackend(Backend):
             overlay["SGE_ROOT"] = self.root
         settings = os.path.join(self.root or "", self.cell, "common", "settings.sh")
         if self.root and os.path.isfile(settings):
-            script = '. "$1" >/dev/null 2>&1; env -0'  # fixed text: the file comes as "$1"
             try:
-                res = await self.context.runner.run(["/bin/bash", "-c", script, "bash", settings],
-                                                    timeout=self.context.command_timeout, env=overlay)
-            except CommandNotExecutable as e:
-                res = None
+                site = await source_environment(self.context.runner, settings, self.context.command_timeout,
+                                                overlay)
+            except SiteEnvironmentError as e:
                 self.log.warning("cannot import the SGE environment", file=settings, error=str(e))
-            if res is not None and res.ok:
-                for item in res.stdout.split("\0"):
-                    k, sep, v = item.partition("=")
-                    if sep and k and k not in _SHELL_VARS and base.get(k) != v:
-                        overlay[k] = v
+            else:
+                overlay.update((k, v) for k, v in site.items() if base.get(k) != v)
                 self.log.info("SGE environment imported", file=settings,
                               variables=sorted(k for k in overlay if k not in ("SGE_ROOT", "SGE_CELL")))
-            elif res is not None:
-                self.log.warning("cannot import the SGE environment", file=settings, rc=res.returncode,
-                                 stderr=tail(res.stderr, 300))
         for k in _PORT_VARS:  # our own environment's ports win over the site file's
             if base.get(k):
                 overlay[k] = base[k]
         return overlay
-
-    async def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, cwd: Optional[str] = None,
-                  stdin: Optional[bytes] = None, env: Optional[Mapping[str, str]] = None) -> CommandResult:
-        argv = list(argv)
-        argv[0] = self.binary(argv[0])
-        extra = dict(await self._environment())
-        extra.update(env or {})
-        res = await self.context.runner.run(argv, timeout=timeout or self.context.command_timeout,
-                                            cwd=cwd, stdin=stdin, env=extra)
-        self.log.debug("batch command", argv=argv, rc=res.returncode, timed_out=res.timed_out,
-                       seconds=round(res.duration, 3))
-        return res
 
     # -- submission ----------------------------------------------------------------------
     def directives(self, job, batch_output: Optional[str]) -> List[str]:
@@ -267,7 +235,7 @@ class SgeBackend(Backend):
             since = (min(known) if known else time.time() - 7 * 86400) - ACCOUNTING_SLACK
             # qacct reads -b in the local time of the host it runs on
             argv = ["qacct", "-o", self.user, "-b", time.strftime("%Y%m%d%H%M", time.localtime(since)), "-j"]
-        records = await self._qacct(argv)
+        records = await self._qacct(argv, listing=len(ids) > 1)
         by_id: Dict[str, List[Dict[str, str]]] = {}
         for rec in records:
             by_id.setdefault(rec["jobnumber"].strip(), []).append(rec)
@@ -279,7 +247,7 @@ class SgeBackend(Backend):
                 out[batch_id] = gp.accounting_record(chosen, observed_at=now)
         return out
 
-    async def _qacct(self, argv: List[str]) -> List[Dict[str, str]]:
+    async def _qacct(self, argv: List[str], listing: bool) -> List[Dict[str, str]]:
         for attempt in (1, 2):
             try:
                 res = await self.run(argv)
@@ -297,7 +265,7 @@ class SgeBackend(Backend):
         if res.stdout_truncated:
             raise QueryFailed("qacct printed more than the capture limit; accounting file too large for %s" % argv)
         try:
-            return gp.parse_qacct(res.stdout)
+            return gp.parse_qacct(res.stdout, listing=listing)
         except ValueError as e:
             raise QueryFailed("unparsable qacct output: %s" % e) from None
 
@@ -335,7 +303,7 @@ class SgeBackend(Backend):
 
     async def check(self):
         env = dict(self.context.runner.environment)
-        env.update(await self._environment())
+        env.update(await self.environment())
         lines = []
         for tool in ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls"):
             path = shutil.which(self.binary(tool), path=env.get("PATH"))

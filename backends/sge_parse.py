@@ -102,12 +102,14 @@ def qacct_not_found(text: str) -> bool:
     return bool(_NOT_FOUND_RE.search(text))
 
 
-def parse_qacct(text: str) -> List[Dict[str, str]]:
+def parse_qacct(text: str, listing: bool = False) -> List[Dict[str, str]]:
     """``qacct -j <id>`` → its records (``key value`` blocks), oldest first.
 
     Several records for one id are normal: a job that went to an error state before it
     started has a record for that failure and another one for the run after ``qmod -cj``;
-    ids also come back when the id counter wraps.
+    ids also come back when the id counter wraps.  ``listing``: the output of ``qacct -o
+    <user> -b <time> -j``, which ends with a per-owner usage table (no records at all is
+    then an empty answer, not an error).
     """
     if qacct_not_found(text):
         return []
@@ -121,11 +123,13 @@ def parse_qacct(text: str) -> List[Dict[str, str]]:
             fields[key] = value.strip()
         if not fields:
             continue
-        for needed in ("jobnumber", "failed", "exit_status"):
-            if needed not in fields:
-                raise ValueError("qacct record without %s: %r" % (needed, block[:200]))
+        missing = [k for k in ("jobnumber", "failed", "exit_status") if k not in fields]
+        if missing and listing and "jobnumber" not in fields:
+            continue  # the usage summary after the records
+        if missing:
+            raise ValueError("qacct record without %s: %r" % (missing[0], block[:200]))
         records.append(fields)
-    if not records:
+    if not records and not listing:
         raise ValueError("no qacct record in %r" % text[:200])
     return records
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import re
 import shutil
 import time
@@ -15,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import trio
 
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed, current_user
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
@@ -33,14 +32,6 @@ REPROBE_ACCOUNTING = 3600.0
 SACCT_BATCH = 100
 
 
-def _user() -> str:
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
-
-
 def _transient(res: CommandResult) -> bool:
     text = res.stdout + res.stderr
     return any(p in text for p in TRANSIENT)
@@ -55,7 +46,7 @@ class SlurmBackend(Backend):
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
         cfg = context.config
-        self.user = _user()
+        self.user = current_user()
         self.held_reasons = tuple(cfg.get_list("slurm_held_reasons", sp.DEFAULT_HELD_REASONS))
         self.report_holds = cfg.get_bool("pyblahp_report_batch_holds", True)
         self.key_in_comment = cfg.get_bool("slurm_key_in_comment", True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import abc
 import os
 import datetime
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .config import Config
 from .jobid import JobRef, MalformedJobId, parse_dated
 from .records import JobAnswer, NativeRecord, merge_records
-from .runner import CommandResult, CommandRunner
+from .results import tail
+from .runner import CommandNotExecutable, CommandResult, CommandRunner
 
 ENTRY_POINT_GROUP = "pyblahp.backends"
 
@@ -152,15 +153,64 @@ class Backend(abc.ABC):
             return os.path.join(os.path.expandvars(binpath), name)
         return name
 
+    async def environment(self) -> Optional[Mapping[str, str]]:
+        """Variables this system's commands need on top of blahpd's (a site file imported once).
+
+        The runner is shared by every backend, so a backend's site environment stays its own.
+        """
+        return None
+
     async def run(self, argv: Sequence[str], *, timeout: Optional[float] = None, cwd: Optional[str] = None,
-                  stdin: Optional[bytes] = None) -> CommandResult:
+                  stdin: Optional[bytes] = None, env: Optional[Mapping[str, str]] = None) -> CommandResult:
         argv = list(argv)
         argv[0] = self.binary(argv[0])
+        extra = dict(await self.environment() or {})
+        extra.update(env or {})
         res = await self.context.runner.run(argv, timeout=timeout or self.context.command_timeout,
-                                            cwd=cwd, stdin=stdin)
+                                            cwd=cwd, stdin=stdin, env=extra or None)
         self.log.debug("batch command", argv=argv, rc=res.returncode, timed_out=res.timed_out,
                        seconds=round(res.duration, 3))
         return res
+
+
+class SiteEnvironmentError(Exception):
+    """A site's environment file (``profile.lsf``, ``settings.sh``) could not be sourced."""
+
+
+async def source_environment(runner: CommandRunner, path: str, timeout: float,
+                             overlay: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The variables bash has after sourcing ``path`` (run with ``overlay`` in its environment).
+
+    The path is passed as ``$1``, never as part of the command text; what the file prints goes
+    to stderr (it explains a failure).  The status of the file's last command is not a failure:
+    profiles often end in a test that is false on this host.
+    """
+    argv = ["/bin/bash", "-c", '[ -r "$1" ] || { echo "$1: not readable" >&2; exit 66; }; . "$1" >&2; env -0',
+            "pyblahp-site-environment", path]
+    try:
+        res = await runner.run(argv, timeout=timeout, env=dict(overlay or {}))
+    except CommandNotExecutable as e:
+        raise SiteEnvironmentError("cannot run bash: %s" % (e.error.strerror or e.error)) from None
+    if not res.ok:
+        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
+        raise SiteEnvironmentError("sourcing %s: %s %s" % (path, why, tail(res.stderr, 300)))
+    env = {}
+    for item in res.stdout.split("\0"):
+        name, eq, value = item.partition("=")
+        if eq and name and name not in _SHELL_VARS:
+            env[name] = value
+    return env
+
+
+_SHELL_VARS = frozenset(("_", "PWD", "OLDPWD", "SHLVL"))  # bash's bookkeeping, not the site's
+
+
+def current_user() -> str:
+    import pwd
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def _entry_points() -> List[Any]:

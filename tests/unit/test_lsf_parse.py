@@ -419,9 +419,9 @@ def test_profile_is_imported_once_for_our_commands_only(tmp_path):
     b = backend(runner, lsf_confpath=str(conf))
 
     async def main():
-        first = await b._environment()
+        first = await b.environment()
         res = await b.run(["env"])
-        await b._environment()
+        await b.environment()
         return first, res
     env, res = trio.run(main)
     assert env["LSF_ENVDIR"] == str(conf) and env["PATH"] == "/opt/lsf/bin:/usr/bin:/bin"

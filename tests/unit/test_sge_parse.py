@@ -384,8 +384,8 @@ def test_settings_file_is_imported_once_and_our_ports_win(tmp_path):
     b = SgeBackend(BackendContext(cfg, runner, "/nonexistent", NullLog()))
 
     async def main():
-        first = await b._environment()
-        await b._environment()
+        first = await b.environment()
+        await b.environment()
         res = await b.run(["env"])
         return first, res
     env, res = trio.run(main)
@@ -402,7 +402,7 @@ def test_settings_file_is_imported_once_and_our_ports_win(tmp_path):
 def test_without_a_settings_file_only_root_and_cell_are_set(tmp_path):
     runner = CommandRunner({"PATH": "/usr/bin:/bin", "SGE_ROOT": str(tmp_path)})
     b = SgeBackend(BackendContext(Config({}, base_environ={}), runner, "/nonexistent", NullLog()))
-    assert trio.run(b._environment) == {"SGE_ROOT": str(tmp_path), "SGE_CELL": "default"}
+    assert trio.run(b.environment) == {"SGE_ROOT": str(tmp_path), "SGE_CELL": "default"}
 
 
 def test_date_seconds_of_unknown_dates():
@@ -540,3 +540,14 @@ def test_find_by_key_matches_the_job_name_of_live_jobs(tmp_path):
     # 15 is being deleted (dr) and 16 runs: only 16 is a live job with this key
     assert run_backend(b, b.find_by_key, job()) == ("16", None)
     assert run_backend(b, b.find_by_key, job(h12="000000000000")) is None
+
+
+def test_qacct_listing_skips_the_owner_usage_table():
+    text = fixture("qacct_listing.txt")  # qacct -o root -b <time> -j, captured from the test cell
+    assert [(r["jobnumber"], r["exit_status"]) for r in gp.parse_qacct(text, listing=True)] == [("1", "0"), ("2", "126")]
+    # the usage row printed after the last separator once jobs have used CPU (seen in a longer session)
+    row = "root              7         0.192         0.161         0.353              0.000              0.000              0.000\n"
+    assert len(gp.parse_qacct(text + row, listing=True)) == 2
+    with pytest.raises(ValueError):
+        gp.parse_qacct(text + row)  # a single job's lookup has no such table: garbage there is an error
+    assert gp.parse_qacct("", listing=True) == []
