@@ -28,6 +28,10 @@ def default_exit_dir(home: str) -> str:
 
 # Fixed logic.  `set -m` gives the payload its own process group so a forwarded signal reaches
 # everything it started; wait is repeated because a trapped signal interrupts it early.
+# A batch system that SIGKILLs the job's process group (Grid Engine's qdel does) kills the
+# wrapper but not that group: a watcher in a session of its own holds the read end of a pipe
+# only the wrapper writes to, and kills the payload's group once the pipe closes -- when the
+# wrapper dies, or exits leaving processes the payload started behind (as a batch system would).
 _BODY = r'''
 _pyb_batch_id=${SLURM_JOB_ID:-${PBS_JOBID:-${LSB_JOBID:-${JOB_ID:-}}}}
 _pyb_host=$(hostname -f 2>/dev/null || hostname 2>/dev/null || echo unknown)
@@ -61,10 +65,17 @@ _pyb_fail() {
 
 _RUN = r'''
 _pyb_record start
+_pyb_watch=
+if command -v setsid >/dev/null 2>&1; then
+    exec 9> >(exec setsid /bin/bash -c 'read -r g || exit 0; cat >/dev/null; kill -KILL -- "-$g"' _pyb_watch \
+        >/dev/null 2>&1)
+    _pyb_watch=1
+fi
 set -m
-%(command)s &
+%(command)s 9>&- &
 _pyb_pid=$!
 set +m
+[ -n "$_pyb_watch" ] && echo "$_pyb_pid" >&9
 _pyb_forward() {
     _pyb_sig=$1
     kill -s "$1" -- "-$_pyb_pid" 2>/dev/null || kill -s "$1" "$_pyb_pid" 2>/dev/null

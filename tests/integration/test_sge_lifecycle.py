@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.clusters.sge import sge_cell  # noqa: F401
+from tests.conftest import is_live
 from tests.gahp_client import GahpClient, ad, env_for
 
 CONFIG = """
@@ -141,7 +142,7 @@ def test_death_by_signal_without_exit_record_is_exit_code_128_plus_s(make_client
 
 def test_cancel_pending_running_and_finished(client, jobs_dir, sge_cell):
     pending = submitted(client, job_ad(jobs_dir, "cp", "/bin/sleep", "300", BatchExtraSubmitArgs=FAR_FUTURE))
-    running = submitted(client, job_ad(jobs_dir, "cr", "/bin/sleep", "300"))
+    running = submitted(client, job_ad(jobs_dir, "cr", "/bin/sh", "-c 'echo $$ > cr.pid; exec sleep 300'"))
     done = submitted(client, job_ad(jobs_dir, "cf", "/bin/true"))
     client.wait_status(pending, {1})
     client.wait_status(running, {2}, timeout=30)
@@ -151,6 +152,9 @@ def test_cancel_pending_running_and_finished(client, jobs_dir, sge_cell):
         row, ad_ = client.status(jid)
         assert row[1:4] == ["0", "No Error", "3"], row
     sge_cell.wait_for(lambda: not sge_cell.in_qstat(batch_id(running)), timeout=30, what="cancelled job gone")
+    # qdel SIGKILLs the job's process group; the payload runs in a group of its own and must die too
+    payload = int(open(os.path.join(jobs_dir, "cr.pid")).read())
+    sge_cell.wait_for(lambda: not is_live(payload), timeout=15, what="payload %d of the cancelled job gone" % payload)
     assert not sge_cell.in_qstat(batch_id(pending))
     # qdel of a job that is gone says `denied: job "N" does not exist`: cancelling is idempotent
     for jid in (pending, done):

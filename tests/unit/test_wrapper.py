@@ -457,3 +457,29 @@ def test_arguments_reach_payload_literally(tmp_path, iwd):
     import json
     assert json.loads((iwd / "argv.json").read_text()) == args
     assert not marker.exists()
+
+
+def test_payload_dies_with_a_wrapper_killed_by_its_batch_system(tmp_path, iwd):
+    # Grid Engine's qdel SIGKILLs the job's process group: the wrapper cannot forward that, and
+    # the payload's own group (set -m) would run on unless something outside both kills it.
+    (iwd / "payload.sh").write_text(TRAPPING_PAYLOAD % "")
+    job, config = make_job(tmp_path, iwd, "/bin/sh", ["payload.sh"])
+    script = write_wrapper(tmp_path, job, config)
+    proc = subprocess.Popen(["/bin/bash", str(script)], env=run_env(tmp_path), cwd=str(start_dir(tmp_path)),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # the job's process group, as a batch system makes it
+    try:
+        _wait_for(iwd / "payload.pid")
+        _wait_for(iwd / "sleeper.pid")
+        payload, sleeper = int((iwd / "payload.pid").read_text()), int((iwd / "sleeper.pid").read_text())
+        assert os.getpgid(payload) != proc.pid
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while (is_live(sleeper) or is_live(payload)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not is_live(payload) and not is_live(sleeper), "the payload outlived its killed wrapper"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
