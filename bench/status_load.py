@@ -53,7 +53,7 @@ ROOT = os.path.dirname(HERE)
 class Profile:
     """What differs between batch systems: the commands, and which calls are the cycle's queries."""
 
-    def __init__(self, lrms, commands, bulk, resolve, ids, config="", sim=None, sim_settings=None):
+    def __init__(self, lrms, commands, bulk, resolve, ids, config="", sim=None, sim_settings=None, sim_hold=None):
         self.lrms = lrms
         self.commands = commands
         self.is_bulk = bulk        # (cmd, argv) -> the bulk status query
@@ -62,11 +62,13 @@ class Profile:
         self.config = config
         self.sim = sim
         self.sim_settings = sim_settings or {}
+        self.sim_hold = sim_hold or {}  # job fields of a held job besides the generic flag
 
 
 def _opt_ids(flag):
     def ids(argv):
-        return argv[argv.index(flag) + 1].split(",") if flag in argv else []
+        i = argv.index(flag) + 1 if flag in argv else len(argv)
+        return argv[i].split(",") if i < len(argv) else []  # sge's `qacct ... -j` lists every job
     return ids
 
 
@@ -85,7 +87,8 @@ PROFILES = {
                        lambda c, a: c == "qstat" and "-x" not in a, lambda c, a: c == "qstat" and "-x" in a,
                        _digit_args, config="pbs_pro=yes\n", sim="pbs", sim_settings={"flavour": "pro"}),
     "lsf": Profile("lsf", ("bsub", "bjobs", "bkill", "bstop", "bresume", "bhist"),
-                   lambda c, a: c == "bjobs", lambda c, a: c == "bhist", _digit_args, sim="lsf"),
+                   lambda c, a: c == "bjobs", lambda c, a: c == "bhist", _digit_args, sim="lsf",
+                   sim_hold={"lsf_hold": "user"}),
     "condor": Profile("condor", ("condor_submit", "condor_q", "condor_history", "condor_rm", "condor_hold",
                                  "condor_release"),
                       lambda c, a: c == "condor_q", lambda c, a: c == "condor_history", _digit_args, sim="condor"),
@@ -206,6 +209,7 @@ def setup_sim(work, args, calls_log, profile):
                 counts["pending"] += 1
             else:
                 job["held"] = True
+                job.update(profile.sim_hold)
                 counts["held"] += 1
         ids = sorted(w.jobs, key=int)
     write_wrappers(os.path.join(work, "bin"), calls_log, lambda cmd: shlex.quote(os.path.join(simbin, cmd)),
@@ -550,7 +554,10 @@ def main(argv=None):
         elif args.system == "sge":
             sys.path.insert(0, ROOT)
             from tests.clusters.sge import SgeCell
-            cluster = SgeCell(os.path.join(work, "sge"))
+            # the qmaster runs as sgeadmin: its directory must be reachable, the work dir is 0700
+            sge_dir = tempfile.mkdtemp(prefix="pyblahp-sge-", dir="/tmp")
+            os.chmod(sge_dir, 0o755)
+            cluster = SgeCell(sge_dir)
             ids, env, facts = setup_sge(work, args, calls_log, cluster)
         else:
             ids, env, facts = setup_sim(work, args, calls_log, profile)
@@ -583,6 +590,8 @@ def main(argv=None):
             client.proc.wait()
         if cluster is not None:
             cluster.stop()
+            if args.system == "sge" and not args.keep:
+                shutil.rmtree(cluster.directory, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print_report(result, profile)
