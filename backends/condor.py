@@ -13,14 +13,10 @@ import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import trio
-
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
+from blahp.backend import Backend, BackendContext, QueryFailed, current_user
 from blahp.jobid import JobRef, MalformedJobId, lrms_of
 from blahp.jobmodel import SubmitError
 from blahp.records import JobAnswer, NativeRecord
-from blahp.results import command_failure, tail
-from blahp.runner import CommandNotExecutable, CommandResult
 
 from . import condor_parse as cp
 
@@ -34,20 +30,6 @@ REPROBE_HISTORY = 3600.0
 # Beyond this many ids the history lookup selects by the oldest id instead of listing them all.
 HISTORY_BY_ID = 500
 ACTIONS = {"cancel": "condor_rm", "hold": "condor_hold", "resume": "condor_release"}
-
-
-def _user() -> str:
-    import os
-    import pwd
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
-
-
-def _transient(res: CommandResult) -> bool:
-    text = res.stdout + res.stderr
-    return any(p in text for p in TRANSIENT)
 
 
 def split_target(cluster: Optional[str]) -> Tuple[str, str]:
@@ -70,10 +52,11 @@ def target_args(cluster: Optional[str]) -> List[str]:
 class CondorBackend(Backend):
     name = "condor"
     batch_id_pattern = r"\d+"
+    transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
-        self.user = _user()
+        self.user = current_user()
         self.report_holds = context.config.get_bool("pyblahp_report_batch_holds", True)
         self._no_history_until: Dict[str, float] = {}
 
@@ -131,26 +114,12 @@ class CondorBackend(Backend):
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
         target = self.job_target(job)
         argv = ["condor_submit", "-terse"] + target_args(target) + [script_path]
-        try:
-            res = await self.run(argv, timeout=self.context.submit_timeout, cwd=job.iwd)
-        except CommandNotExecutable as e:
-            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
-                               ambiguous=False) from None
-        if res.timed_out:
-            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
-                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
-        if res.signal:
-            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
-                               % (res.signal, command_failure(res)), ambiguous=True)
-        if res.returncode != 0:
-            # condor_submit commits the whole submission in one transaction at the end, but a
-            # lost connection while committing leaves the outcome unknown.
-            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
-                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        # condor_submit commits the whole submission in one transaction at the end, but a lost
+        # connection while committing leaves the outcome unknown (run_submit: ambiguous).
+        res = await self.run_submit(argv, job)
         cluster_id = cp.parse_submit(res.stdout)
         if cluster_id is None:
-            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
-                               ambiguous=True)
+            raise self.no_job_id(res)
         return cluster_id, target
 
     async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
@@ -158,7 +127,7 @@ class CondorBackend(Backend):
         argv = ["condor_q"] + target_args(target) + [
             self.user, "-constraint", "BlahpKey =?= %s" % cp.classad_string(job.key),
             "-json", "-attributes", "ClusterId,ProcId,JobStatus,BlahpKey"]
-        res = await self._query(argv)
+        res = await self.query(argv)
         try:
             found = cp.find_key(res.stdout, job.key)
         except ValueError as e:
@@ -170,22 +139,9 @@ class CondorBackend(Backend):
         return None
 
     # -- status --------------------------------------------------------------------------
-    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
-        try:
-            res = await self.run(argv)
-        except CommandNotExecutable as e:
-            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
-        if res.ok:
-            return res
-        if retry and (res.timed_out or _transient(res)):
-            await trio.sleep(2.0)
-            return await self._query(argv, retry=False)
-        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
-        raise QueryFailed("%s %s: %s" % (argv[0], why, tail(res.stderr or res.stdout, 300)))
-
     async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
         argv = ["condor_q"] + target_args(cluster) + [self.user, "-json", "-attributes", ",".join(cp.AD_ATTRS)]
-        res = await self._query(argv)
+        res = await self.query(argv)
         try:
             return cp.parse_records(res.stdout, "bulk", observed_at=time.time())
         except ValueError as e:
@@ -202,7 +158,7 @@ class CondorBackend(Backend):
             select = [self.user, "-constraint", "ClusterId >= %d" % min(int(i) for i in ids)]
         argv = ["condor_history"] + target_args(cluster) + ["-json", "-attributes", ",".join(cp.AD_ATTRS)] + select
         try:
-            res = await self._query(argv)
+            res = await self.query(argv)
         except QueryFailed as e:
             if HISTORY_UNSET in str(e):
                 self.log.warning("HTCondor keeps no job history; finished jobs are known only while in "
@@ -221,23 +177,8 @@ class CondorBackend(Backend):
         return cp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def _control(self, what: str, ref: JobRef, ok_texts: Sequence[str]) -> None:
-        argv = [ACTIONS[what]] + target_args(ref.cluster) + ["%s.0" % ref.batch_id]
-        for attempt in (1, 2):
-            try:
-                res = await self.run(argv)
-            except CommandNotExecutable as e:
-                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
-                                    not_executable=True) from None
-            if res.ok:
-                return
-            text = res.stdout + res.stderr
-            if any(p in text for p in ok_texts):
-                return
-            if attempt == 1 and (res.timed_out or _transient(res)):
-                continue
-            code = res.returncode if res.returncode and res.returncode > 0 else 1
-            raise CommandFailed(code, command_failure(res))
+    async def _control(self, what: str, ref: JobRef, done: Sequence[str]) -> None:
+        await self.control([ACTIONS[what]] + target_args(ref.cluster) + ["%s.0" % ref.batch_id], what, done)
 
     async def cancel(self, ref: JobRef) -> None:
         await self._control("cancel", ref, GONE)

@@ -15,18 +15,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import trio
 
-from blahp.backend import (Backend, BackendContext, CommandFailed, QueryFailed, SiteEnvironmentError, SubmitFailed,
-                           current_user, source_environment)
+from blahp.backend import (ANY_EXIT_CODE, Backend, BackendContext, QueryFailed, SiteEnvironmentError, SubmitFailed,
+                           current_user, query_failure, source_environment)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import JobAnswer, NativeRecord
-from blahp.results import command_failure, tail
-from blahp.runner import CommandNotExecutable, CommandResult
+from blahp.runner import CommandNotExecutable
 
 from . import lsf_parse as lp
 
 TRANSIENT = ("not responding", "still trying", "Connection refused", "Resource temporarily unavailable",
              "Failed in an LSF library call", "Cannot connect", "cannot connect")
+# bkill prints these on stderr (galaxyproject/galaxy#7007); control() looks at both streams
 GONE = ("Job has already finished", "No matching job found")
 # how an LSF without `bjobs -o` (before 9.1.1) refuses it
 REJECTED_OPTION = ("illegal option", "invalid option", "Usage:")
@@ -34,15 +34,11 @@ PROFILE = "profile.lsf"
 _GPU_MODEL_RE = re.compile(r"[A-Za-z0-9_.+-]+$")
 
 
-def _transient(res: CommandResult) -> bool:
-    text = res.stdout + res.stderr
-    return any(p in text for p in TRANSIENT)
-
-
 class LsfBackend(Backend):
     name = "lsf"
     batch_id_pattern = r"\d+"
     prefix = "#BSUB"
+    transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -122,23 +118,10 @@ class LsfBackend(Backend):
             select = "ngpus>%d" % (n - 1)
         return '-R "select[%s] rusage[ngpus_excl_p=%d]"' % (select, n)
 
-    def extra_lines(self, text: Optional[str]) -> List[str]:
-        if not text:
-            return []
-        out = []
-        for line in re.split(r"\r?\n|\\n", text):
-            line = line.strip()
-            if line:
-                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
-        return out
-
     def render(self, job, local_directives: Sequence[str], wrapper_text: str,
                batch_output: Optional[str]) -> str:
-        from blahp import __version__
-        head = ["#!/bin/bash",
-                "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
         # Queue included in our block, so a site's local lines can still override it.
-        head += self.directives(job, batch_output)
+        head = self.script_head(job) + self.directives(job, batch_output)
         head += list(local_directives)
         head += self.extra_lines(job.extra_args)
         return "\n".join(head) + "\n" + wrapper_text
@@ -150,25 +133,11 @@ class LsfBackend(Backend):
         except OSError as e:
             raise SubmitFailed(1, "cannot read the batch script %s: %s" % (script_path, e.strerror or e),
                                ambiguous=False) from None
-        try:
-            # bsub reads #BSUB directives only from a script on its standard input.
-            res = await self.run(["bsub"], timeout=self.context.submit_timeout, cwd=job.iwd, stdin=script)
-        except CommandNotExecutable as e:
-            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
-                               ambiguous=False) from None
-        if res.timed_out:
-            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
-                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
-        if res.signal:
-            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
-                               % (res.signal, command_failure(res)), ambiguous=True)
-        if res.returncode != 0:
-            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
-                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        # bsub reads #BSUB directives only from a script on its standard input.
+        res = await self.run_submit(["bsub"], job, stdin=script)
         batch_id = lp.parse_bsub(res.stdout)
         if batch_id is None:
-            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
-                               ambiguous=True)
+            raise self.no_job_id(res)
         return batch_id, None
 
     async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
@@ -183,28 +152,12 @@ class LsfBackend(Backend):
         return None
 
     # -- status --------------------------------------------------------------------------
-    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
-        """The command's result when it answered (any exit code); QueryFailed when it did not."""
-        try:
-            res = await self.run(argv)
-        except CommandNotExecutable as e:
-            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
-        if retry and not res.ok and (res.timed_out or _transient(res)):
-            await trio.sleep(2.0)
-            return await self._query(argv, retry=False)
-        if res.timed_out:
-            raise QueryFailed("%s timed out" % argv[0])
-        return res
-
-    def _failed(self, argv: List[str], res: CommandResult) -> QueryFailed:
-        return QueryFailed("%s exit code %s: %s" % (argv[0], res.returncode, tail(res.stderr or res.stdout, 300)))
-
     async def _bjobs(self, select: List[str], fields: Sequence[str]) -> Dict[str, NativeRecord]:
         """All of the user's jobs (finished ones while LSF keeps them: CLEAN_PERIOD), one call."""
         base = ["bjobs", "-u", self.user, "-a"] + select
         if not self._wide:
             argv = base + ["-noheader", "-o", lp.output_format(fields)]
-            res = await self._query(argv)
+            res = await self.query(argv, accept=ANY_EXIT_CODE)
             if res.returncode != 0 and any(p in res.stderr for p in REJECTED_OPTION) \
                     and not lp.no_jobs(res.stdout, res.stderr):
                 self.log.warning("this LSF has no `bjobs -o`; using the `bjobs -w` table and bhist for exit codes")
@@ -212,12 +165,12 @@ class LsfBackend(Backend):
             else:
                 return self._parsed(argv, res, lambda text: lp.parse_bjobs_o(text, fields, observed_at=time.time()))
         argv = base + ["-w"]
-        res = await self._query(argv)
+        res = await self.query(argv, accept=ANY_EXIT_CODE)
         return self._parsed(argv, res, lambda text: lp.parse_bjobs_wide(text, observed_at=time.time()))
 
     def _parsed(self, argv, res, parse) -> Dict[str, NativeRecord]:
         if res.returncode != 0 and not lp.no_jobs(res.stdout, res.stderr):
-            raise self._failed(argv, res)
+            raise query_failure(argv[0], res)
         try:
             return parse(res.stdout)  # the "no jobs" sentence, if on stdout, is skipped
         except ValueError as e:
@@ -230,10 +183,10 @@ class LsfBackend(Backend):
                       dates: Sequence[Optional[str]]) -> Dict[str, NativeRecord]:
         """One ``bhist -l`` for every job the bulk view could not finish."""
         argv = ["bhist", "-l"] + (["-n", self.bhist_logs] if self.bhist_logs else []) + list(ids)
-        res = await self._query(argv)
+        res = await self.query(argv, accept=ANY_EXIT_CODE)
         # "No matching job found" is an answer (for some or all of the ids), whatever the exit code
         if res.returncode != 0 and not any(p in res.stdout + res.stderr for p in lp.NO_HISTORY):
-            raise self._failed(argv, res)
+            raise query_failure(argv[0], res)
         try:
             records = lp.parse_bhist(res.stdout, observed_at=time.time())
         except ValueError as e:
@@ -245,32 +198,15 @@ class LsfBackend(Backend):
         return lp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
-        for attempt in (1, 2):
-            try:
-                res = await self.run(argv)
-            except CommandNotExecutable as e:
-                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
-                                    not_executable=True) from None
-            if res.ok:
-                return
-            # LSF prints these on stderr (galaxyproject/galaxy#7007): look at both streams.
-            if gone_ok and any(p in res.stdout + res.stderr for p in GONE):
-                return
-            if attempt == 1 and (res.timed_out or _transient(res)):
-                continue
-            code = res.returncode if res.returncode and res.returncode > 0 else 1
-            raise CommandFailed(code, command_failure(res))
-
     async def cancel(self, ref: JobRef) -> None:
-        await self._control(["bkill", ref.batch_id], "cancel", gone_ok=True)
+        await self.control(["bkill", ref.batch_id], "cancel", done=GONE)
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # bstop: a pending job becomes PSUSP, a running one USUSP (stopped with SIGSTOP).
-        await self._control(["bstop", ref.batch_id], "hold", gone_ok=False)
+        await self.control(["bstop", ref.batch_id], "hold")
 
     async def release(self, ref: JobRef) -> None:
-        await self._control(["bresume", ref.batch_id], "resume", gone_ok=False)
+        await self.control(["bresume", ref.batch_id], "resume")
 
     async def check(self):
         lines = []

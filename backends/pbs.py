@@ -11,13 +11,12 @@ import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import trio
-
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed, current_user
+from blahp.backend import (ANY_EXIT_CODE, Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed, current_user,
+                           query_failure)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
-from blahp.results import command_failure, tail
+from blahp.results import tail
 from blahp.runner import CommandNotExecutable, CommandResult
 
 from . import pbs_parse as pp
@@ -33,11 +32,6 @@ FINISHED_JOB_RC = 35     # PBSE_HISTJOBID (15139) & 0xff, PBS Pro
 REPROBE_HISTORY = 3600.0
 HISTORY_BATCH = 500      # job ids per qstat -x call (argv length)
 HOLD_RUNNING_REFUSED = "(stdout:) (stderr:unsupported for this job status)"
-
-
-def _transient(res: CommandResult) -> bool:
-    text = res.stdout + res.stderr
-    return any(p in text for p in TRANSIENT)
 
 
 def _usage_error(res: CommandResult) -> bool:
@@ -96,6 +90,7 @@ class PbsBackend(Backend):
     # ids minted by other tools may carry the server (``pbs/20250101/123.pbs01``): digits are kept
     batch_id_pattern = r"\d+(\.[A-Za-z0-9.-]+)?"
     prefix = "#PBS"
+    transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -157,22 +152,9 @@ class PbsBackend(Backend):
             d.append("-l place=excl")
         return d
 
-    def extra_lines(self, text: Optional[str]) -> List[str]:
-        if not text:
-            return []
-        out = []
-        for line in re.split(r"\r?\n|\\n", text):
-            line = line.strip()
-            if line:
-                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
-        return out
-
     def render(self, job, local_directives: Sequence[str], wrapper_text: str,
                batch_output: Optional[str]) -> str:
-        from blahp import __version__
-        head = ["#!/bin/bash",
-                "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
-        head += self.directives(job, batch_output)
+        head = self.script_head(job) + self.directives(job, batch_output)
         site = list(local_directives) + self.extra_lines(job.extra_args)
         head += site
         # the site's own queue (local attributes or extra args) wins, as in pbs_submit.sh
@@ -185,24 +167,10 @@ class PbsBackend(Backend):
             # qstat asks the default server only: a job on another server would look vanished
             raise SubmitFailed(1, "Queue %s@%s: PBS destinations on another server are not supported"
                                % (job.queue, job.cluster), ambiguous=False)
-        try:
-            res = await self.run(["qsub", script_path], timeout=self.context.submit_timeout, cwd=job.iwd)
-        except CommandNotExecutable as e:
-            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
-                               ambiguous=False) from None
-        if res.timed_out:
-            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
-                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
-        if res.signal:
-            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
-                               % (res.signal, command_failure(res)), ambiguous=True)
-        if res.returncode != 0:
-            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
-                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        res = await self.run_submit(["qsub", script_path], job)
         batch_id = pp.parse_qsub(res.stdout)
         if batch_id is None:
-            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
-                               ambiguous=True)
+            raise self.no_job_id(res)
         return batch_id, None
 
     async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
@@ -213,23 +181,6 @@ class PbsBackend(Backend):
         return None
 
     # -- status --------------------------------------------------------------------------
-    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
-        """Run a query; the caller judges the exit code.  Timeouts and transient errors: once more."""
-        try:
-            res = await self.run(argv)
-        except CommandNotExecutable as e:
-            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
-        if retry and not res.ok and (res.timed_out or _transient(res)):
-            await trio.sleep(2.0)
-            return await self._query(argv, retry=False)
-        return res
-
-    @staticmethod
-    def _failed(res: CommandResult) -> QueryFailed:
-        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
-        return QueryFailed("%s %s: %s" % (res.argv[0] if res.argv else "qstat", why,
-                                          tail(res.stderr or res.stdout, 300)))
-
     def _parse(self, res: CommandResult, json_format: bool, **kw) -> Dict[str, NativeRecord]:
         try:
             jobs = pp.parse_qstat_json(res.stdout) if json_format else pp.parse_qstat_full(res.stdout)
@@ -239,22 +190,22 @@ class PbsBackend(Backend):
 
     async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
         if self._json is not False:
-            res = await self._query(["qstat", "-f", "-F", "json"])
+            res = await self.query(["qstat", "-f", "-F", "json"], accept=ANY_EXIT_CODE)
             if _usage_error(res):
                 self.log.warning("qstat does not know -F json; using qstat -f", stderr=tail(res.stderr, 200))
                 self._json = False
             elif not res.ok:
-                raise self._failed(res)
+                raise query_failure("qstat", res)
             else:
                 self._json = True
                 return self._parse(res, True, user=self.user)
         # -1 (no line wrapping) is TORQUE's; PBS Pro rejects it next to -f
-        res = await self._query(["qstat", "-f"] if self.pro else ["qstat", "-f", "-1"])
+        res = await self.query(["qstat", "-f"] if self.pro else ["qstat", "-f", "-1"], accept=ANY_EXIT_CODE)
         if res.returncode == UNKNOWN_JOB_RC and not res.timed_out and not res.stdout.strip() \
                 and all("Unknown Job Id" in ln for ln in res.stderr.splitlines() if ln.strip()):
             return {}  # the PBS emulation over Slurm answers "no jobs at all" this way
         if not res.ok:
-            raise self._failed(res)
+            raise query_failure("qstat", res)
         return self._parse(res, False, user=self.user)
 
     async def resolve(self, cluster: Optional[str], ids: Sequence[str],
@@ -266,7 +217,7 @@ class PbsBackend(Backend):
         for i in range(0, len(ids), HISTORY_BATCH):
             chunk = list(ids[i:i + HISTORY_BATCH])
             fmt = ["-F", "json"] if self._json else []
-            res = await self._query(["qstat", "-x", "-f"] + fmt + chunk)
+            res = await self.query(["qstat", "-x", "-f"] + fmt + chunk, accept=ANY_EXIT_CODE)
             if NO_HISTORY in res.stderr + res.stdout:
                 self.log.warning("PBS job history is disabled (job_history_enable); exit codes come from "
                                  "exit records", reprobe_after=REPROBE_HISTORY)
@@ -276,7 +227,7 @@ class PbsBackend(Backend):
             errors = [ln for ln in res.stderr.splitlines() if ln.strip()]
             known = all("Unknown Job Id" in ln or "has finished" in ln for ln in errors)
             if res.timed_out or res.returncode not in (0, UNKNOWN_JOB_RC, FINISHED_JOB_RC) or not known:
-                raise self._failed(res)
+                raise query_failure("qstat", res)
             recs = self._parse(res, bool(self._json), source="history")
             out.update({k: v for k, v in recs.items() if k in chunk})
         return out
@@ -285,24 +236,6 @@ class PbsBackend(Backend):
         return pp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
-        for attempt in (1, 2):
-            try:
-                res = await self.run(argv)
-            except CommandNotExecutable as e:
-                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
-                                    not_executable=True) from None
-            if res.ok:
-                return
-            if gone_ok and any(p in res.stdout + res.stderr for p in GONE):
-                return
-            if attempt == 1 and (res.timed_out or _transient(res)):
-                continue
-            if gone_ok and await self._gone(argv[-1]):
-                return
-            code = res.returncode if res.returncode and res.returncode > 0 else 1
-            raise CommandFailed(code, command_failure(res))
-
     async def _gone(self, batch_id: str) -> bool:
         """qdel failed without saying why (the emulation over Slurm prints nothing for an unknown
         job): the job is gone when qstat says it does not know it or that it has finished."""
@@ -324,17 +257,21 @@ class PbsBackend(Backend):
         return False
 
     async def cancel(self, ref: JobRef) -> None:
-        await self._control(["qdel", ref.batch_id], "cancel", gone_ok=True)
+        try:
+            await self.control(["qdel", ref.batch_id], "cancel", done=GONE)
+        except CommandFailed as e:
+            if e.not_executable or not await self._gone(ref.batch_id):
+                raise
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # qhold of a running job only sets a hold flag (no checkpointing): the job keeps running,
         # so it is refused with the C blahp's own words.
         if status == RUNNING:
             raise CommandFailed(1, HOLD_RUNNING_REFUSED)
-        await self._control(["qhold", ref.batch_id], "hold", gone_ok=False)
+        await self.control(["qhold", ref.batch_id], "hold")
 
     async def release(self, ref: JobRef) -> None:
-        await self._control(["qrls", ref.batch_id], "resume", gone_ok=False)
+        await self.control(["qrls", ref.batch_id], "resume")
 
     async def check(self):
         lines = []

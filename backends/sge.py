@@ -15,13 +15,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import trio
 
-from blahp.backend import (Backend, BackendContext, CommandFailed, QueryFailed, SiteEnvironmentError, SubmitFailed,
+from blahp.backend import (Backend, BackendContext, CommandFailed, QueryFailed, SiteEnvironmentError,
                            current_user, source_environment)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
-from blahp.results import command_failure, tail
-from blahp.runner import CommandNotExecutable, CommandResult
+from blahp.runner import CommandNotExecutable
 
 from . import sge_parse as gp
 
@@ -34,11 +33,6 @@ RUNNING_HOLD_REFUSED = "(stdout:) (stderr:hold of a running job is not supported
 ACCOUNTING_SLACK = 86400.0  # submission stamps come from another host's clock
 _PORT_VARS = ("SGE_QMASTER_PORT", "SGE_EXECD_PORT")
 _PE_RE = re.compile(r"^#\$.*\s-pe(\s|$)")
-
-
-def _transient(res: CommandResult) -> bool:
-    text = res.stdout + res.stderr
-    return any(p in text for p in TRANSIENT)
 
 
 def _date_seconds(date: Optional[str]) -> Optional[float]:
@@ -56,6 +50,7 @@ class SgeBackend(Backend):
     name = "sge"
     batch_id_pattern = r"\d+"
     prefix = "#$"
+    transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -120,22 +115,9 @@ class SgeBackend(Backend):
             d.append("-l gpu=%d" % job.gpu_number)
         return ["%s %s" % (self.prefix, x) for x in d]
 
-    def extra_lines(self, text: Optional[str]) -> List[str]:
-        if not text:
-            return []
-        out = []
-        for line in re.split(r"\r?\n|\\n", text):
-            line = line.strip()
-            if line:
-                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
-        return out
-
     def render(self, job, local_directives: Sequence[str], wrapper_text: str,
                batch_output: Optional[str]) -> str:
-        from blahp import __version__
-        lines = ["#!/bin/bash",
-                 "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
-        lines += self.directives(job, batch_output)
+        lines = self.script_head(job) + self.directives(job, batch_output)
         lines += list(local_directives)
         lines += self.extra_lines(job.extra_args)
         # -q and -pe come last, as in the C blahp: site lines before them may rely on that order
@@ -147,24 +129,10 @@ class SgeBackend(Backend):
         return "\n".join(lines) + "\n" + wrapper_text
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
-        try:
-            res = await self.run(["qsub", "-terse", script_path], timeout=self.context.submit_timeout, cwd=job.iwd)
-        except CommandNotExecutable as e:
-            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
-                               ambiguous=False) from None
-        if res.timed_out:
-            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
-                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
-        if res.signal:
-            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
-                               % (res.signal, command_failure(res)), ambiguous=True)
-        if res.returncode != 0:
-            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
-                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        res = await self.run_submit(["qsub", "-terse", script_path], job)
         batch_id = gp.parse_qsub(res.stdout)
         if batch_id is None:
-            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
-                               ambiguous=True)
+            raise self.no_job_id(res)
         return batch_id, None
 
     async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
@@ -179,21 +147,8 @@ class SgeBackend(Backend):
         return (max(live, key=int), None) if live else None
 
     # -- status --------------------------------------------------------------------------
-    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
-        try:
-            res = await self.run(argv)
-        except CommandNotExecutable as e:
-            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
-        if res.ok:
-            return res
-        if retry and (res.timed_out or _transient(res)):
-            await trio.sleep(2.0)
-            return await self._query(argv, retry=False)
-        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
-        raise QueryFailed("%s %s: %s" % (argv[0], why, tail(res.stderr or res.stdout, 300)))
-
     async def _qstat(self) -> Dict[str, NativeRecord]:
-        res = await self._query(["qstat", "-xml", "-u", self.user])
+        res = await self.query(["qstat", "-xml", "-u", self.user])
         try:
             return gp.parse_qstat_xml(res.stdout, observed_at=time.time())
         except ValueError as e:
@@ -248,20 +203,9 @@ class SgeBackend(Backend):
         return out
 
     async def _qacct(self, argv: List[str], listing: bool) -> List[Dict[str, str]]:
-        for attempt in (1, 2):
-            try:
-                res = await self.run(argv)
-            except CommandNotExecutable as e:
-                raise QueryFailed("cannot run qacct: %s" % (e.error.strerror or e.error)) from None
-            if res.ok:
-                break
-            if not res.timed_out and gp.qacct_not_found(res.stdout + res.stderr):
-                return []  # not flushed yet (or never ran): the ladder's grace decides
-            if attempt == 1 and (res.timed_out or _transient(res)):
-                await trio.sleep(2.0)
-                continue
-            why = "timed out" if res.timed_out else "exit code %s" % res.returncode
-            raise QueryFailed("qacct %s: %s" % (why, tail(res.stderr or res.stdout, 300)))
+        res = await self.query(argv, accept=lambda r: gp.qacct_not_found(r.stdout + r.stderr))
+        if not res.ok:
+            return []  # not flushed yet (or never ran): the ladder's grace decides
         if res.stdout_truncated:
             raise QueryFailed("qacct printed more than the capture limit; accounting file too large for %s" % argv)
         try:
@@ -273,33 +217,17 @@ class SgeBackend(Backend):
         return gp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
-        for attempt in (1, 2):
-            try:
-                res = await self.run(argv)
-            except CommandNotExecutable as e:
-                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
-                                    not_executable=True) from None
-            if res.ok:
-                return
-            if gone_ok and any(p in res.stdout + res.stderr for p in GONE):
-                return
-            if attempt == 1 and (res.timed_out or _transient(res)):
-                continue
-            code = res.returncode if res.returncode and res.returncode > 0 else 1
-            raise CommandFailed(code, command_failure(res))
-
     async def cancel(self, ref: JobRef) -> None:
-        await self._control(["qdel", ref.batch_id], "cancel", gone_ok=True)
+        await self.control(["qdel", ref.batch_id], "cancel", done=GONE)
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # qhold of a running job only sets a flag (state hr): the job keeps running
         if status == RUNNING:
             raise CommandFailed(1, RUNNING_HOLD_REFUSED)
-        await self._control(["qhold", ref.batch_id], "hold", gone_ok=False)
+        await self.control(["qhold", ref.batch_id], "hold")
 
     async def release(self, ref: JobRef) -> None:
-        await self._control(["qrls", ref.batch_id], "resume", gone_ok=False)
+        await self.control(["qrls", ref.batch_id], "resume")
 
     async def check(self):
         env = dict(self.context.runner.environment)

@@ -12,14 +12,12 @@ import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import trio
-
-from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed, current_user
+from blahp.backend import Backend, BackendContext, QueryFailed, current_user
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
-from blahp.results import command_failure, tail
-from blahp.runner import CommandNotExecutable, CommandResult
+from blahp.results import tail
+from blahp.runner import CommandNotExecutable
 
 from . import slurm_parse as sp
 
@@ -32,16 +30,12 @@ REPROBE_ACCOUNTING = 3600.0
 SACCT_BATCH = 100
 
 
-def _transient(res: CommandResult) -> bool:
-    text = res.stdout + res.stderr
-    return any(p in text for p in TRANSIENT)
-
-
 class SlurmBackend(Backend):
     name = "slurm"
     batch_id_pattern = r"\d+(_\d+)?"
     clusters = True
     prefix = "#SBATCH"
+    transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -109,22 +103,9 @@ class SlurmBackend(Backend):
                 out.append("--exclusive")
         return out
 
-    def extra_lines(self, text: Optional[str]) -> List[str]:
-        if not text:
-            return []
-        out = []
-        for line in re.split(r"\r?\n|\\n", text):
-            line = line.strip()
-            if line:
-                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
-        return out
-
     def render(self, job, local_directives: Sequence[str], wrapper_text: str,
                batch_output: Optional[str]) -> str:
-        from blahp import __version__
-        head = ["#!/bin/bash",
-                "# pyblahp %s %s key=%s" % (__version__, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), job.key)]
-        head += self.directives(job, batch_output)
+        head = self.script_head(job) + self.directives(job, batch_output)
         # sbatch stops reading directives at the first command: site lines that are not
         # comments would end the directive block, which is the site's choice (as in the C blahp).
         head += list(local_directives)
@@ -132,32 +113,17 @@ class SlurmBackend(Backend):
         return "\n".join(head) + "\n" + wrapper_text
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
-        argv = ["sbatch", "--parsable"] + self._m(job.cluster) + [script_path]
-        try:
-            res = await self.run(argv, timeout=self.context.submit_timeout, cwd=job.iwd)
-        except CommandNotExecutable as e:
-            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
-                               ambiguous=False) from None
-        if res.timed_out:
-            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
-                               % (self.context.submit_timeout, command_failure(res)), ambiguous=True)
-        if res.signal:
-            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
-                               % (res.signal, command_failure(res)), ambiguous=True)
-        if res.returncode != 0:
-            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
-                               % (res.returncode, command_failure(res)), ambiguous=_transient(res))
+        res = await self.run_submit(["sbatch", "--parsable"] + self._m(job.cluster) + [script_path], job)
         parsed = sp.parse_sbatch(res.stdout)
         if parsed is None:
-            raise SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res),
-                               ambiguous=True)
+            raise self.no_job_id(res)
         batch_id, cluster = parsed
         return batch_id, cluster or job.cluster
 
     async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
         argv = ["squeue", "-h", "-a", "-t", "all", "-u", self.user] + self._m(job.cluster) + \
                ["--name=%s" % job_name(job.h12), "-o", "%i|%k|%T"]
-        res = await self._query(argv)
+        res = await self.query(argv)
         want = "pyblahp:%s" % job.key
         for line in res.stdout.splitlines():
             parts = line.strip().split("|")
@@ -168,22 +134,9 @@ class SlurmBackend(Backend):
         return None
 
     # -- status --------------------------------------------------------------------------
-    async def _query(self, argv: List[str], retry: bool = True) -> CommandResult:
-        try:
-            res = await self.run(argv)
-        except CommandNotExecutable as e:
-            raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
-        if res.ok:
-            return res
-        if retry and (res.timed_out or _transient(res)):
-            await trio.sleep(2.0)
-            return await self._query(argv, retry=False)
-        why = "timed out" if res.timed_out else "exit code %s" % res.returncode
-        raise QueryFailed("%s %s: %s" % (argv[0], why, tail(res.stderr or res.stdout, 300)))
-
     async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
         argv = ["squeue", "-h", "-a", "-t", "all", "-u", self.user] + self._m(cluster) + ["-o", sp.SQUEUE_FORMAT]
-        res = await self._query(argv)
+        res = await self.query(argv)
         try:
             return sp.parse_squeue(res.stdout, observed_at=time.time())
         except ValueError as e:
@@ -209,7 +162,7 @@ class SlurmBackend(Backend):
         argv = ["sacct", "-n", "-P", "--noconvert", "-S", start, "-E", "now"] + self._m(cluster) + \
             select + ["-o", ",".join(sp.SACCT_FIELDS)]
         try:
-            res = await self._query(argv)
+            res = await self.query(argv)
         except QueryFailed as e:
             if ACCOUNTING_DISABLED in str(e):
                 raise _AccountingDisabled() from None
@@ -245,35 +198,17 @@ class SlurmBackend(Backend):
                              last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def _control(self, argv: List[str], what: str, gone_ok: bool) -> None:
-        for attempt in (1, 2):
-            try:
-                res = await self.run(argv)
-            except CommandNotExecutable as e:
-                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
-                                    not_executable=True) from None
-            if res.ok:
-                return
-            text = res.stdout + res.stderr
-            if gone_ok and any(p in text for p in GONE):
-                return
-            if attempt == 1 and (res.timed_out or _transient(res)):
-                continue
-            code = res.returncode if res.returncode and res.returncode > 0 else 1
-            raise CommandFailed(code, command_failure(res))
-
     async def cancel(self, ref: JobRef) -> None:
-        await self._control(["scancel"] + self._m(ref.cluster) + [ref.batch_id], "cancel", gone_ok=True)
+        await self.control(["scancel"] + self._m(ref.cluster) + [ref.batch_id], "cancel", done=GONE)
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # `scontrol hold` of a running job only sets a reason and the job keeps running, so a
         # running job is requeued held instead (it restarts from scratch on release).
         verb = "requeuehold" if status == RUNNING else "hold"
-        await self._control(["scontrol"] + self._m(ref.cluster) + [verb, ref.batch_id], "hold", gone_ok=False)
+        await self.control(["scontrol"] + self._m(ref.cluster) + [verb, ref.batch_id], "hold")
 
     async def release(self, ref: JobRef) -> None:
-        await self._control(["scontrol"] + self._m(ref.cluster) + ["release", ref.batch_id], "resume",
-                            gone_ok=False)
+        await self.control(["scontrol"] + self._m(ref.cluster) + ["release", ref.batch_id], "resume")
 
     async def check(self):
         lines = []

@@ -7,14 +7,18 @@ add more without touching pyblahp.
 from __future__ import annotations
 
 import abc
-import os
 import datetime
+import os
+import re
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import trio
 
 from .config import Config
 from .jobid import JobRef, MalformedJobId, parse_dated
 from .records import JobAnswer, NativeRecord, merge_records
-from .results import tail
+from .results import command_failure, tail
 from .runner import CommandNotExecutable, CommandResult, CommandRunner
 
 ENTRY_POINT_GROUP = "pyblahp.backends"
@@ -146,6 +150,92 @@ class Backend(abc.ABC):
         return [("%s query" % self.name, True, "answered")]
 
     # -- helpers for adapters ------------------------------------------------------------
+    #: failure texts (either stream) that mean the server was momentarily unreachable: such a
+    #: command is tried once more, and a failed submit may still have created the job
+    transient_errors: Tuple[str, ...] = ()
+    #: the batch-script directive prefix (``#SBATCH``, ``#PBS``, ...)
+    prefix = ""
+
+    def is_transient(self, res: CommandResult) -> bool:
+        text = res.stdout + res.stderr
+        return any(p in text for p in self.transient_errors)
+
+    def script_head(self, job: Any) -> List[str]:
+        """The shebang and the comment that names the key (for an admin reading a script)."""
+        from blahp import __version__
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return ["#!/bin/bash", "# pyblahp %s %s key=%s" % (__version__, stamp, job.key)]
+
+    def extra_lines(self, text: Optional[str]) -> List[str]:
+        """``BatchExtraSubmitArgs``: one directive per line (real or ``\\n`` line breaks)."""
+        out = []
+        for line in re.split(r"\r?\n|\\n", text or ""):
+            line = line.strip()
+            if line:
+                out.append(line if line.startswith(self.prefix) else "%s %s" % (self.prefix, line))
+        return out
+
+    async def run_submit(self, argv: Sequence[str], job: Any, stdin: Optional[bytes] = None) -> CommandResult:
+        """The submit command, once, in the job's Iwd; every way it can fail as SubmitFailed."""
+        timeout = self.context.submit_timeout
+        try:
+            res = await self.run(argv, timeout=timeout, cwd=job.iwd, stdin=stdin)
+        except CommandNotExecutable as e:
+            raise SubmitFailed(3, "Error executing the submission command: %s" % (e.error.strerror or e.error),
+                               ambiguous=False) from None
+        if res.timed_out:
+            raise SubmitFailed(1, "submission command failed (timed out after %g s) %s"
+                               % (timeout, command_failure(res)), ambiguous=True)
+        if res.signal:
+            raise SubmitFailed(1, "submission command failed (killed by signal %d) %s"
+                               % (res.signal, command_failure(res)), ambiguous=True)
+        if res.returncode != 0:
+            raise SubmitFailed(res.returncode, "submission command failed (exit code = %d) %s"
+                               % (res.returncode, command_failure(res)), ambiguous=self.is_transient(res))
+        return res
+
+    @staticmethod
+    def no_job_id(res: CommandResult) -> SubmitFailed:
+        """Exit 0 but no id we can read: the job may exist (looked up by its key)."""
+        return SubmitFailed(8, "no jobId in submission script's output %s" % command_failure(res), ambiguous=True)
+
+    async def query(self, argv: Sequence[str],
+                    accept: Optional[Callable[[CommandResult], bool]] = None) -> CommandResult:
+        """A status query, tried once more after a timeout or a transient error.
+
+        QueryFailed unless it succeeded or ``accept`` takes its answer (a documented exit code
+        for "no such job" or "no jobs"): a failed query is never read as an empty queue.
+        """
+        for attempt in (1, 2):
+            try:
+                res = await self.run(argv)
+            except CommandNotExecutable as e:
+                raise QueryFailed("cannot run %s: %s" % (argv[0], e.error.strerror or e.error)) from None
+            if res.ok:
+                return res
+            if attempt == 1 and (res.timed_out or self.is_transient(res)):
+                await trio.sleep(QUERY_RETRY_DELAY)
+                continue
+            if accept is not None and not res.timed_out and accept(res):
+                return res
+            break
+        raise query_failure(argv[0], res)
+
+    async def control(self, argv: Sequence[str], what: str, done: Sequence[str] = ()) -> None:
+        """cancel/hold/release: CommandFailed unless it worked or said one of ``done`` (either
+        stream: "job already gone" for a cancel); tried once more after a transient error."""
+        for attempt in (1, 2):
+            try:
+                res = await self.run(argv)
+            except CommandNotExecutable as e:
+                raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
+                                    not_executable=True) from None
+            if res.ok or any(p in res.stdout + res.stderr for p in done):
+                return
+            if attempt == 1 and (res.timed_out or self.is_transient(res)):
+                continue
+            raise control_failure(res)
+        raise AssertionError("unreachable")  # pragma: no cover
     def binary(self, name: str) -> str:
         """``<lrms>_binpath/name`` when configured (env vars expanded), else looked up in PATH."""
         binpath = self.context.config.get("%s_binpath" % self.name)
@@ -171,6 +261,23 @@ class Backend(abc.ABC):
         self.log.debug("batch command", argv=argv, rc=res.returncode, timed_out=res.timed_out,
                        seconds=round(res.duration, 3))
         return res
+
+
+QUERY_RETRY_DELAY = 2.0
+
+
+def ANY_EXIT_CODE(res: CommandResult) -> bool:
+    """``query(accept=...)`` for a command whose exit codes the caller judges itself."""
+    return True
+
+
+def query_failure(command: str, res: CommandResult) -> QueryFailed:
+    why = "timed out" if res.timed_out else "exit code %s" % res.returncode
+    return QueryFailed("%s %s: %s" % (command, why, tail(res.stderr or res.stdout, 300)))
+
+
+def control_failure(res: CommandResult) -> CommandFailed:
+    return CommandFailed(res.returncode if res.returncode and res.returncode > 0 else 1, command_failure(res))
 
 
 class SiteEnvironmentError(Exception):

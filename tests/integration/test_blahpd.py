@@ -25,13 +25,13 @@ def test_issue_done_when_handshake(server_env):
 
 
 def test_ping_local_and_unsupported(server_env):
-    reqs = ["ASYNC_MODE_ON", "BLAH_PING 2 local", "BLAH_PING 3 pbs", "BLAH_PING 4 NULL"]
+    reqs = ["ASYNC_MODE_ON", "BLAH_PING 2 local", "BLAH_PING 3 flux", "BLAH_PING 4 NULL"]
     p = run_blahpd(("\r\n".join(reqs) + "\r\n").encode(), server_env, args=["-s"])
     assert p.returncode == 0
     out = lines_of(p.stdout)
     assert out[:5] == [BANNER.decode(), r"S Async\ mode\ on", "S", "S", "S"]
     assert out[5] == "S 3"
-    assert sorted(out[6:]) == sorted(["2 0 No\\ error", "3 1 Unsupported\\ batch\\ system\\ pbs",
+    assert sorted(out[6:]) == sorted(["2 0 No\\ error", "3 1 Unsupported\\ batch\\ system\\ flux",
                                       "4 1 Unsupported\\ batch\\ system\\ NULL"])
     assert check_session(reqs, p.stdout, results_on_eof=True) == []
 

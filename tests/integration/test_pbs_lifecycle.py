@@ -224,9 +224,11 @@ def test_purged_job(pbs):
         assert row[1] == "1" and row[2].startswith("Job %s vanished from pbs:" % batch_id(b)), row
 
 
+# PBS Pro only: TORQUE has no history command, every purged TORQUE job is answered this way
+# (test_purged_job)
+@pytest.mark.parametrize("pbs", ["pro"], indirect=True)
 def test_history_unavailable_answers_from_the_exit_record(pbs):
-    if not pbs.pro:
-        pytest.skip("TORQUE has no history command: every purged job is answered this way (test_purged_job)")
+    assert pbs.pro
     c = pbs.new_client("", "nohist")
     pbs.sim.fault("qstat", rc=1, stderr="qstat: Server busy, try again later\n", match="-x")
     try:
