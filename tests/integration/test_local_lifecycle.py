@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from tests.conftest import is_live
 from tests.gahp_client import GahpClient, ad, env_for
 
 CONFIG = "supported_lrms=local\npyblahp_status_ttl_min=0.5\npyblahp_status_ttl_max=1\n"
@@ -41,29 +42,19 @@ def test_submit_run_complete_and_restart(client, tmp_path):
 
 
 def test_cancel_running_and_hold_unsupported(client, tmp_path):
-    row = client.submit(local_ad(tmp_path, "b", "/bin/sleep", "300"))
+    row = client.submit(local_ad(tmp_path, "b", "/bin/sh", "-c 'echo $$ > b.pid; exec sleep 300'"))
     jid = row[3]
     client.wait_status(jid, {2}, timeout=30)
     assert client.call("BLAH_JOB_HOLD", jid)[1:] == ["1", "Hold not supported by local"]
     assert client.call("BLAH_JOB_CANCEL", jid)[1:] == ["0", "No error"]
     r, ad_ = client.status(jid)
     assert r[3] == "3", r
-    # the payload really is gone
+    # the payload really is gone (its pid, not any `sleep 300` of other tests on this machine)
+    payload = int((tmp_path / "b.pid").read_text())
     deadline = time.time() + 10
-    while time.time() < deadline:
-        alive = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == b"/bin/sleep\x00300\x00"]
-        if not alive:
-            break
+    while is_live(payload) and time.time() < deadline:
         time.sleep(0.2)
-    assert not alive
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
+    assert not is_live(payload)
 
 
 def test_submit_errors_are_four_fields(client, tmp_path):
