@@ -70,6 +70,15 @@ if command -v setsid >/dev/null 2>&1; then
     exec 9> >(exec setsid /bin/bash -c 'read -r g || exit 0; cat >/dev/null; kill -KILL -- "-$g"' _pyb_watch \
         >/dev/null 2>&1)
     _pyb_watch=1
+    _pyb_wpid=$!
+    # until the watcher has its own session, a kill of the job's group would take it too
+    read -r _ _ _ _ _ _pyb_sid _ < /proc/$$/stat 2>/dev/null
+    _pyb_n=0
+    while [ -n "$_pyb_sid" ] && [ "$_pyb_n" -lt 300 ] && read -r _ _ _ _ _ _pyb_wsid _ < "/proc/$_pyb_wpid/stat" \
+            && [ "$_pyb_wsid" = "$_pyb_sid" ]; do
+        sleep 0.01 2>/dev/null || break
+        _pyb_n=$((_pyb_n + 1))
+    done 2>/dev/null
 fi
 set -m
 %(command)s 9>&- &
