@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from tests.clusters.slurm import free_port_base, in_ci
+from tests.clusters.slurm import free_port_base, in_ci, tail_file, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_SCRIPT = os.path.join(HERE, "sge-up.sh")
@@ -75,14 +75,6 @@ def require_cell_support():
     pytest.skip(reason)
 
 
-def _tail(path, lines=30):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError as e:
-        return "(%s)" % e
-
-
 class SgeCell:
     """One cell: sge_qmaster on ``port``, sge_execd on port+1, queue ``all.q@localhost``."""
 
@@ -131,8 +123,8 @@ class SgeCell:
         if rc != 0:
             self.stop()
             raise RuntimeError("sge-up.sh %s %d failed (%s); its output:\n%s\nqmaster messages:\n%s"
-                               % (self.directory, self.port, rc, _tail(log),
-                                  _tail(os.path.join(self.directory, "spool", "qmaster", "messages"))))
+                               % (self.directory, self.port, rc, tail_file(log),
+                                  tail_file(os.path.join(self.directory, "spool", "qmaster", "messages"))))
 
     def stop(self, timeout=STOP_TIMEOUT):
         """Stop everything started in the directory (safe to call more than once); True when clean."""
@@ -151,15 +143,7 @@ class SgeCell:
                               check=check, cwd=self.directory if cwd is None else cwd)
 
     def wait_for(self, predicate, timeout=30, interval=0.25, what="condition"):
-        """Poll ``predicate()`` until it returns something true; return that, or fail the test."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
-            time.sleep(interval)
+        return wait_for(predicate, timeout, interval, what)
 
     def in_qstat(self, batch_id):
         r = self.run(["qstat", "-u", "*"], check=True)

@@ -130,12 +130,24 @@ def _read_proc(pid, what):
         return []
 
 
-def _tail(path, lines=30):
+def tail_file(path, lines=30):
     try:
         with open(path, errors="replace") as f:
             return "".join(f.readlines()[-lines:])
     except OSError as e:
         return "(%s)" % e
+
+
+def wait_for(predicate, timeout=30, interval=0.25, what="condition"):
+    """Poll ``predicate()`` until it returns something true; return that, or fail the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
+        time.sleep(interval)
 
 
 class SlurmCluster:
@@ -188,7 +200,7 @@ class SlurmCluster:
         if rc != 0:
             self.stop()
             raise RuntimeError("slurm-up.sh %s %d failed (%s); its output:\n%s"
-                               % (self.directory, self.port, rc, _tail(log)))
+                               % (self.directory, self.port, rc, tail_file(log)))
 
     def stop(self, timeout=STOP_TIMEOUT):
         """Stop everything started in the directory (safe to call more than once)."""
@@ -260,7 +272,7 @@ class SlurmCluster:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError("slurmdbd did not come back within %d s:\n%s"
-                                   % (timeout, _tail(os.path.join(self.directory, "log", "slurmdbd.log"))))
+                                   % (timeout, tail_file(os.path.join(self.directory, "log", "slurmdbd.log"))))
             time.sleep(0.25)
 
     # --- configuration and clients -------------------------------------------------------------
@@ -288,15 +300,7 @@ class SlurmCluster:
                               check=check, cwd=self.directory if cwd is None else cwd)
 
     def wait_for(self, predicate, timeout=30, interval=0.25, what="condition"):
-        """Poll ``predicate()`` until it returns something true; return that, or fail the test."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
-            time.sleep(interval)
+        return wait_for(predicate, timeout, interval, what)
 
     def sacct_since(self):
         """A ``-S`` value that covers every job of this cluster (sacct defaults to today 00:00)."""

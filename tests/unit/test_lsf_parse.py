@@ -13,10 +13,10 @@ from blahp.backends import lsf_parse as lp
 from blahp.backends.lsf import LsfBackend
 from blahp.config import Config
 from blahp.jobid import JobRef, MalformedJobId
-from blahp.jobmodel import JobDescription
 from blahp.records import COMPLETED, HELD, IDLE, REMOVED, RUNNING, NativeRecord
 from blahp.runner import CommandRunner
 from gahp.runtime import NullLog
+from tests.adapters import bare_job, directive_lines, make_backend
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "lsf")
 
@@ -342,20 +342,14 @@ def test_bulk_exit_without_code_completed_by_history():
 # --- the adapter: ids, script, environment ----------------------------------------------------------
 
 def backend(runner=None, **cfg):
-    runner = runner or CommandRunner({"PATH": "/usr/bin:/bin"})
-    return LsfBackend(BackendContext(Config(cfg, base_environ={}), runner, "/nonexistent", NullLog()))
+    return make_backend(LsfBackend, runner, **cfg)
 
 
-def job(**fields):
-    j = JobDescription()
-    j.key, j.h12, j.iwd = "home_bl_x", "3f9a0c1d2e4b", "/tmp"
-    for k, v in fields.items():
-        setattr(j, k, v)
-    return j
+job = bare_job
 
 
 def directives(text):
-    return [ln for ln in text.splitlines() if ln.startswith("#BSUB")]
+    return directive_lines(text, '#BSUB')
 
 
 def test_job_ids():

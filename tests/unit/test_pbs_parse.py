@@ -17,10 +17,9 @@ from blahp.backends import pbs_parse as pp
 from blahp.backends.pbs import HOLD_RUNNING_REFUSED, PbsBackend, torque_nodes
 from blahp.config import Config
 from blahp.jobid import JobRef, MalformedJobId
-from blahp.jobmodel import JobDescription
 from blahp.records import COMPLETED, HELD, IDLE, REMOVED, RUNNING, NativeRecord
-from blahp.runner import CommandRunner
 from gahp.runtime import NullLog
+from tests.adapters import bare_job, directive_lines, make_backend
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "pbs")
 
@@ -297,20 +296,14 @@ def test_torque_nodes_direct():
 # --- the adapter: ids, script, hold ------------------------------------------------------------------
 
 def backend(**cfg):
-    runner = CommandRunner({"PATH": "/usr/bin:/bin"})
-    return PbsBackend(BackendContext(Config(cfg, base_environ={}), runner, "/nonexistent", NullLog()))
+    return make_backend(PbsBackend, **cfg)
 
 
-def make_job(**fields):
-    j = JobDescription()
-    j.key, j.h12, j.iwd = "home_bl_x", "3f9a0c1d2e4b", "/tmp"
-    for k, v in fields.items():
-        setattr(j, k, v)
-    return j
+make_job = bare_job
 
 
 def directives(text):
-    return [ln for ln in text.splitlines() if ln.startswith("#PBS")]
+    return directive_lines(text, '#PBS')
 
 
 def test_job_ids_keep_the_digits():

@@ -17,10 +17,10 @@ from blahp.backends import sge_parse as gp
 from blahp.backends.sge import RUNNING_HOLD_REFUSED, SgeBackend, _date_seconds
 from blahp.config import Config
 from blahp.jobid import JobRef, MalformedJobId
-from blahp.jobmodel import JobDescription
 from blahp.records import COMPLETED, HELD, IDLE, REMOVED, RUNNING, JobAnswer, NativeRecord
 from blahp.runner import CommandRunner
 from gahp.runtime import NullLog
+from tests.adapters import bare_job, directive_lines, make_backend
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "sge")
 
@@ -298,16 +298,10 @@ def test_captured_accounting_answers():
 # --- the adapter: ids, script, hold ------------------------------------------------------------
 
 def backend(**cfg):
-    runner = CommandRunner({"PATH": "/usr/bin:/bin"})
-    return SgeBackend(BackendContext(Config(cfg, base_environ={}), runner, "/nonexistent", NullLog()))
+    return make_backend(SgeBackend, **cfg)
 
 
-def job(**fields):
-    j = JobDescription()
-    j.key, j.h12, j.iwd = "home_bl_x", "3f9a0c1d2e4b", "/tmp"
-    for k, v in fields.items():
-        setattr(j, k, v)
-    return j
+job = bare_job
 
 
 def test_job_id_has_a_utc_timestamp_and_round_trips():
@@ -323,7 +317,7 @@ def test_job_id_has_a_utc_timestamp_and_round_trips():
 
 
 def directives(text):
-    return [ln for ln in text.splitlines() if ln.startswith("#$")]
+    return directive_lines(text, '#$')
 
 
 def test_render_minimal():
