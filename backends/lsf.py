@@ -118,13 +118,8 @@ class LsfBackend(Backend):
             select = "ngpus>%d" % (n - 1)
         return '-R "select[%s] rusage[ngpus_excl_p=%d]"' % (select, n)
 
-    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
-               batch_output: Optional[str]) -> str:
-        # Queue included in our block, so a site's local lines can still override it.
-        head = self.script_head(job) + self.directives(job, batch_output)
-        head += list(local_directives)
-        head += self.extra_lines(job.extra_args)
-        return "\n".join(head) + "\n" + wrapper_text
+    # The queue is in our block, so a site's local lines can still override it.
+    render = Backend.batch_script
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
         try:

@@ -152,15 +152,13 @@ class PbsBackend(Backend):
             d.append("-l place=excl")
         return d
 
-    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
-               batch_output: Optional[str]) -> str:
-        head = self.script_head(job) + self.directives(job, batch_output)
-        site = list(local_directives) + self.extra_lines(job.extra_args)
-        head += site
+    render = Backend.batch_script
+
+    def late_directives(self, job, local: List[str], extra: List[str]) -> List[str]:
         # the site's own queue (local attributes or extra args) wins, as in pbs_submit.sh
-        if job.queue and not any(re.match(r"#PBS\s+-q\b", line) for line in site):
-            head.append("%s -q %s" % (self.prefix, job.queue))
-        return "\n".join(head) + "\n" + wrapper_text
+        if job.queue and not any(re.match(r"#PBS\s+-q\b", line) for line in local + extra):
+            return ["%s -q %s" % (self.prefix, job.queue)]
+        return []
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
         if job.cluster:

@@ -115,18 +115,17 @@ class SgeBackend(Backend):
             d.append("-l gpu=%d" % job.gpu_number)
         return ["%s %s" % (self.prefix, x) for x in d]
 
-    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
-               batch_output: Optional[str]) -> str:
-        lines = self.script_head(job) + self.directives(job, batch_output)
-        lines += list(local_directives)
-        lines += self.extra_lines(job.extra_args)
+    render = Backend.batch_script
+
+    def late_directives(self, job, local: List[str], extra: List[str]) -> List[str]:
         # -q and -pe come last, as in the C blahp: site lines before them may rely on that order
+        lines = []
         if job.queue:
             lines.append("%s -q %s" % (self.prefix, job.queue))
         if job.node_number is not None and job.node_number > 1 and \
-                not any(_PE_RE.match(line.strip()) for line in local_directives):
+                not any(_PE_RE.match(line.strip()) for line in local):
             lines.append("%s -pe %s %d" % (self.prefix, self.pe_policy, job.node_number))
-        return "\n".join(lines) + "\n" + wrapper_text
+        return lines
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
         res = await self.run_submit(["qsub", "-terse", script_path], job)

@@ -103,14 +103,9 @@ class SlurmBackend(Backend):
                 out.append("--exclusive")
         return out
 
-    def render(self, job, local_directives: Sequence[str], wrapper_text: str,
-               batch_output: Optional[str]) -> str:
-        head = self.script_head(job) + self.directives(job, batch_output)
-        # sbatch stops reading directives at the first command: site lines that are not
-        # comments would end the directive block, which is the site's choice (as in the C blahp).
-        head += list(local_directives)
-        head += self.extra_lines(job.extra_args)
-        return "\n".join(head) + "\n" + wrapper_text
+    # sbatch stops reading directives at the first command: site lines that are not comments
+    # would end the directive block, which is the site's choice (as in the C blahp).
+    render = Backend.batch_script
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
         res = await self.run_submit(["sbatch", "--parsable"] + self._m(job.cluster) + [script_path], job)

@@ -166,6 +166,22 @@ class Backend(abc.ABC):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return ["#!/bin/bash", "# pyblahp %s %s key=%s" % (__version__, stamp, job.key)]
 
+    def batch_script(self, job: Any, local_directives: Sequence[str], wrapper_text: str,
+                     batch_output: Optional[str]) -> str:
+        """A ``render`` for script-based systems, in the order sites' scripts rely on: our
+        ``directives``, the site's local directives, ``BatchExtraSubmitArgs``, the
+        ``late_directives`` (what the C blahp puts last), then the wrapper."""
+        local, extra = list(local_directives), self.extra_lines(job.extra_args)
+        lines = self.script_head(job) + self.directives(job, batch_output) + local + extra
+        lines += self.late_directives(job, local, extra)
+        return "\n".join(lines) + "\n" + wrapper_text
+
+    def directives(self, job: Any, batch_output: Optional[str]) -> List[str]:
+        raise NotImplementedError("%s renders its own submit file" % type(self).__name__)
+
+    def late_directives(self, job: Any, local: List[str], extra: List[str]) -> List[str]:
+        return []
+
     def extra_lines(self, text: Optional[str]) -> List[str]:
         """``BatchExtraSubmitArgs``: one directive per line (real or ``\\n`` line breaks)."""
         out = []
