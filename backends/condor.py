@@ -9,7 +9,6 @@ Parsers and the state map are the pure functions of ``condor_parse``.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -53,6 +52,7 @@ class CondorBackend(Backend):
     name = "condor"
     batch_id_pattern = r"\d+"
     transient_errors = TRANSIENT
+    tools = ("condor_submit", "condor_q", "condor_history", "condor_rm", "condor_hold", "condor_release")
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -192,11 +192,7 @@ class CondorBackend(Backend):
         await self._control("resume", ref, ())
 
     async def check(self):
-        lines = []
-        for tool in ("condor_submit", "condor_q", "condor_history", "condor_rm", "condor_hold", "condor_release"):
-            path = shutil.which(self.binary(tool), path=self.context.runner.environment.get("PATH"))
-            lines.append(("%s found" % tool, path is not None, path or "not in PATH or condor_binpath"))
+        lines = await super().check()
         config = self.context.runner.environment.get("CONDOR_CONFIG")
-        lines.append(("CONDOR_CONFIG", True, config or "not set (HTCondor's default locations)"))
-        lines += await super().check()
+        lines.insert(len(self.tools), ("CONDOR_CONFIG", True, config or "not set (HTCondor's default locations)"))
         return lines

@@ -9,7 +9,6 @@ import errno
 import math
 import os
 import re
-import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,6 +37,7 @@ class LsfBackend(Backend):
     name = "lsf"
     batch_id_pattern = r"\d+"
     prefix = "#BSUB"
+    tools = ("bsub", "bjobs", "bhist", "bkill", "bstop", "bresume")
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
@@ -211,12 +211,5 @@ class LsfBackend(Backend):
                 lines.append(("LSF environment (%s)" % PROFILE, True, "%d variables" % len(env or {})))
             except CommandNotExecutable as e:
                 lines.append(("LSF environment (%s)" % PROFILE, False, e.error.strerror or str(e.error)))
-                env = None
-        else:
-            env = None
-        path = (env or self.context.runner.environment).get("PATH")
-        for tool in ("bsub", "bjobs", "bhist", "bkill", "bstop", "bresume"):
-            found = shutil.which(self.binary(tool), path=path)
-            lines.append(("%s found" % tool, found is not None, found or "not in PATH or lsf_binpath"))
         lines += await super().check()
         return lines

@@ -7,7 +7,6 @@ the state map are the pure functions of ``pbs_parse``.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -90,6 +89,7 @@ class PbsBackend(Backend):
     # ids minted by other tools may carry the server (``pbs/20250101/123.pbs01``): digits are kept
     batch_id_pattern = r"\d+(\.[A-Za-z0-9.-]+)?"
     prefix = "#PBS"
+    tools = ("qsub", "qstat", "qdel", "qhold", "qrls")
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
@@ -272,11 +272,7 @@ class PbsBackend(Backend):
         await self.control(["qrls", ref.batch_id], "resume")
 
     async def check(self):
-        lines = []
-        for tool in ("qsub", "qstat", "qdel", "qhold", "qrls"):
-            path = shutil.which(self.binary(tool), path=self.context.runner.environment.get("PATH"))
-            lines.append(("%s found" % tool, path is not None, path or "not in PATH or pbs_binpath"))
-        lines += await super().check()
+        lines = await super().check()
         if self.pro:
             try:
                 res = await self.run(["qstat", "-B", "-f"])

@@ -9,7 +9,6 @@ import calendar
 import datetime
 import os
 import re
-import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -50,6 +49,7 @@ class SgeBackend(Backend):
     name = "sge"
     batch_id_pattern = r"\d+"
     prefix = "#$"
+    tools = ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls")
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
@@ -227,13 +227,3 @@ class SgeBackend(Backend):
 
     async def release(self, ref: JobRef) -> None:
         await self.control(["qrls", ref.batch_id], "resume")
-
-    async def check(self):
-        env = dict(self.context.runner.environment)
-        env.update(await self.environment())
-        lines = []
-        for tool in ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls"):
-            path = shutil.which(self.binary(tool), path=env.get("PATH"))
-            lines.append(("%s found" % tool, path is not None, path or "not in PATH or sge_binpath"))
-        lines += await super().check()
-        return lines

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import math
 import re
-import shutil
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -35,6 +34,7 @@ class SlurmBackend(Backend):
     batch_id_pattern = r"\d+(_\d+)?"
     clusters = True
     prefix = "#SBATCH"
+    tools = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
@@ -206,11 +206,7 @@ class SlurmBackend(Backend):
         await self.control(["scontrol"] + self._m(ref.cluster) + ["release", ref.batch_id], "resume")
 
     async def check(self):
-        lines = []
-        for tool in ("sbatch", "squeue", "sacct", "scontrol", "scancel"):
-            path = shutil.which(self.binary(tool), path=self.context.runner.environment.get("PATH"))
-            lines.append(("%s found" % tool, path is not None, path or "not in PATH or slurm_binpath"))
-        lines += await super().check()
+        lines = await super().check()
         try:
             res = await self.run(["sacct", "-n", "-X", "-S", "now-1hours", "-E", "now", "-u", self.user, "-o", "JobIDRaw"])
             ok = res.ok

@@ -10,6 +10,7 @@ import abc
 import datetime
 import os
 import re
+import shutil
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -74,6 +75,8 @@ class Backend(abc.ABC):
     batch_id_pattern = r"\d+"
     #: whether ``id@cluster`` is meaningful for this system
     clusters = False
+    #: the batch commands ``blahpd --check`` looks for
+    tools: Tuple[str, ...] = ()
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
@@ -142,12 +145,27 @@ class Backend(abc.ABC):
         await self.bulk_query(None)
 
     async def check(self) -> List[Tuple[str, bool, str]]:
-        """``blahpd --check``: (what, ok, detail) lines; the default is one harmless query."""
+        """``blahpd --check``: (what, ok, detail) lines: where each of ``tools`` is, then one
+        harmless query."""
+        lines = await self._tools_found()
         try:
             await self.ping()
         except QueryFailed as e:
-            return [("%s query" % self.name, False, str(e))]
-        return [("%s query" % self.name, True, "answered")]
+            return lines + [("%s query" % self.name, False, str(e))]
+        return lines + [("%s query" % self.name, True, "answered")]
+
+    async def _tools_found(self) -> List[Tuple[str, bool, str]]:
+        """Each batch command as the backend's own commands will find it."""
+        try:
+            path = (await self.environment() or {}).get("PATH")
+        except CommandNotExecutable:
+            path = None  # the site environment's own failure is reported by the backend
+        path = path or self.context.runner.environment.get("PATH")
+        lines = []
+        for tool in self.tools:
+            found = shutil.which(self.binary(tool), path=path)
+            lines.append(("%s found" % tool, found is not None, found or "not in PATH or %s_binpath" % self.name))
+        return lines
 
     # -- helpers for adapters ------------------------------------------------------------
     #: failure texts (either stream) that mean the server was momentarily unreachable: such a
