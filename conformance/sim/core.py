@@ -7,7 +7,7 @@ time.  There is no daemon: every command invocation takes the state lock, advanc
 
 ``state.json``     jobs still known to the live queue, finished jobs kept as history, id counter
 ``settings.json``  knobs of this instance (queue delay, retention, history, execute or not, ...)
-``clock.json``     a virtual-time offset added to the wall clock (``advance``)
+``clock.json``     a virtual-time offset added to the wall clock, or to ``frozen_at`` (``advance``)
 ``faults.json``    injected failures, matched per command (``add_fault``)
 ``calls.jsonl``    one line per command invocation (what the tests and ``bench/`` count)
 ``jobs/``          job scripts, and the runners' start/result files
@@ -47,6 +47,7 @@ DEFAULTS: Dict[str, Any] = {
     "kill_delay": 2.0,       # seconds between SIGTERM and SIGKILL on cancel
     "host": "localhost",
     "user": None,            # owner of submitted jobs (default: the caller)
+    "frozen_at": None,       # a wall-clock time the clock stays at (only advance moves it): no timing races
 }
 
 Result = Tuple[int, str, str]
@@ -90,7 +91,8 @@ class World:
 
     # -- time ------------------------------------------------------------------------------
     def now(self) -> float:
-        return time.time() + self.offset
+        frozen = self.settings.get("frozen_at")
+        return (time.time() if frozen is None else float(frozen)) + self.offset
 
     # -- persistence -----------------------------------------------------------------------
     def save(self) -> None:

@@ -4,6 +4,7 @@ Fixtures under tests/fixtures/lsf are verbatim published LSF output (SOURCES.txt
 each comes from); the other texts are written in the same formats for cases those do not show.
 """
 import os
+import time
 
 import pytest
 import trio
@@ -453,6 +454,7 @@ def test_no_jobs_for_a_name_that_matches_nothing():
 def sim_backend(tmp_path, cfg=None, **settings):
     from conformance.sim import lsf as lsf_sim
     from tests.clusters.sim import SimSystem
+    settings.setdefault("frozen_at", time.time())  # only lsf.advance() moves the clock
     lsf = SimSystem(tmp_path / "sim", "lsf", lsf_sim.COMMANDS, execute=False, **settings)
     runner = CommandRunner(dict(os.environ, PATH=lsf.env["PATH"]))
     return lsf, LsfBackend(BackendContext(Config(cfg or {}, base_environ={}), runner, "/nonexistent", NullLog()))

@@ -23,8 +23,9 @@ def fixture(name):
 
 @pytest.fixture
 def lsf(tmp_path):
-    # played jobs: 5 s of virtual time each, no processes
-    return SimSystem(tmp_path, "lsf", sim.COMMANDS, execute=False, queue_delay=0.5, run_seconds=5.0)
+    # played jobs: 5 s of virtual time each, no processes; only advance() moves the clock
+    return SimSystem(tmp_path, "lsf", sim.COMMANDS, execute=False, queue_delay=0.5, run_seconds=5.0,
+                     frozen_at=time.time())
 
 
 SCRIPT = "#!/bin/bash\n#BSUB -J myjob\n#BSUB -q short\necho hi\n"

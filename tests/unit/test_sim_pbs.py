@@ -29,7 +29,9 @@ def flavour(request):
 
 
 def sim(tmp_path, flavour, **settings):
-    base = dict(flavour=flavour, execute=False, queue_delay=1.0, run_seconds=10.0, keep_seconds=0.0)
+    # only step()/advance() move the clock, so no state changes between two commands
+    base = dict(flavour=flavour, execute=False, queue_delay=1.0, run_seconds=10.0, keep_seconds=0.0,
+                frozen_at=time.time())
     base.update(settings)
     return SimSystem(tmp_path, "pbs", COMMANDS, **base)
 
@@ -320,7 +322,8 @@ def test_deferred_job_waits(tmp_path, flavour):
 
 
 def test_qdel_of_a_running_job_sends_term_then_kill(tmp_path, flavour):
-    s = sim(tmp_path, flavour, execute=True, queue_delay=0.0, kill_delay=1.0, keep_seconds=60.0)
+    s = sim(tmp_path, flavour, execute=True, queue_delay=0.0, kill_delay=1.0, keep_seconds=60.0,
+            frozen_at=None)  # a real process and a real kill delay: the wall clock
     path = script(tmp_path, body="trap '' TERM\nsleep 30\n")
     submit(s, path)
     wait(lambda: os.path.exists(os.path.join(s.state_dir, "jobs", "1.started")), s)
