@@ -8,7 +8,7 @@ it uses only the client-side decoder.
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from gahp.escaping import read_argv, split_args
 
@@ -45,14 +45,20 @@ def split_lines(output: bytes) -> Tuple[List[bytes], List[str]]:
     return lines, problems
 
 
-def check_session(requests: Sequence[str], output: bytes, *, results_on_eof: bool = False) -> List[str]:
+def check_session(requests: Sequence[str], output: bytes, *, results_on_eof: bool = False,
+                  request_times: Optional[Sequence[float]] = None, line_times: Optional[Sequence[float]] = None,
+                  response_bound: float = 20.0) -> List[str]:
+    """``request_times`` (one per request) and ``line_times`` (one per output line, banner first)
+    add the gridmanager's response bound: a return line later than ``response_bound`` seconds."""
     lines, problems = split_lines(output)
     if not lines:
         return problems + ["no output at all"]
     first = output[: output.find(b"\n") + 1]
     if not BANNER_RE.match(first) or b"new_esc_format" not in first:
         problems.append("bad banner: %r" % first[:160])
-    argvs = [a for a in (split_args(r) for r in requests) if a]
+    times = list(request_times) if request_times is not None else [None] * len(requests)
+    pairs = [(a, t) for a, t in zip((split_args(r) for r in requests), times) if a]
+    argvs = [a for a, _ in pairs]
     commands: Dict[str, str] = {}
     for a in argvs:
         if a[0].upper() in RESULT_FIELDS and len(a) > 1:
@@ -96,6 +102,12 @@ def check_session(requests: Sequence[str], output: bytes, *, results_on_eof: boo
             problems.append("%s: missing" % where)
             return problems
         reply = text[pos]
+        sent = pairs[i][1]
+        if sent is not None and line_times is not None and pos + 1 < len(line_times):
+            late = line_times[pos + 1] - sent
+            if late > response_bound:
+                problems.append("%s: came %.1f s after the request (the gridmanager gives up after %.0f s)"
+                                % (where, late, response_bound))
         pos += 1
         problems.extend(check_fields(where, reply))
         if reply[:1] not in ("S", "E", "F"):
