@@ -46,7 +46,7 @@ def damage(mode: str, lines, write) -> None:
         elif mode == "extra-r" and body == b"R":
             write(line + line)
         elif mode == "slow" and n > 2 and body != b"R" and not is_result:
-            time.sleep(21)
+            time.sleep(float(os.environ.get("GAHP_BROKEN_DELAY", "21")))
             write(line)
         else:
             write(line)

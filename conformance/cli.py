@@ -137,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not server:
         print("gahp-conformance: --server is empty", file=sys.stderr)
         return 2
+    if os.sep in server[0] and not os.path.isabs(server[0]):
+        server[0] = os.path.abspath(server[0])   # sessions run with their own working directory
     if args.record:
         from conformance.record import record
         return record(server, args.record, args.purpose, args.needs)
