@@ -59,10 +59,8 @@ def check_session(requests: Sequence[str], output: bytes, *, results_on_eof: boo
     times = list(request_times) if request_times is not None else [None] * len(requests)
     pairs = [(a, t) for a, t in zip((split_args(r) for r in requests), times) if a]
     argvs = [a for a, _ in pairs]
+    # reqid -> the command last sent with it (the gridmanager reuses an id once its result is read)
     commands: Dict[str, str] = {}
-    for a in argvs:
-        if a[0].upper() in RESULT_FIELDS and len(a) > 1:
-            commands[a[1]] = a[0].upper()
     text = [ln.decode("utf-8", "surrogateescape") for ln in lines[1:]]
     pos = 0
     async_on = False
@@ -90,6 +88,8 @@ def check_session(requests: Sequence[str], output: bytes, *, results_on_eof: boo
                 problems.append("%s result has %d fields, expected %d: %r" % (cmd, len(args), RESULT_FIELDS[cmd], line[:120]))
 
     for i, argv in enumerate(argvs):
+        if argv[0].upper() in RESULT_FIELDS and len(argv) > 1:
+            commands[argv[1]] = argv[0].upper()
         where = "reply to request %d (%s)" % (i + 1, " ".join(argv)[:60])
         while pos < len(text) and text[pos] == "R":
             if not async_on:

@@ -378,4 +378,7 @@ def _framed(server: ServerProcess) -> List[Tuple[float, str]]:
         pieces = re.split(rb"[\r\n\0]", pending + data)
         pending = pieces.pop()
         out.extend((t, p.decode("utf-8", "surrogateescape")) for p in pieces if p)
+    if pending and server.requests:
+        # the runner always ends with EOF, and a server takes an unterminated last line as a request
+        out.append((server.request_times[-1][0], pending.decode("utf-8", "surrogateescape")))
     return out

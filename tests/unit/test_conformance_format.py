@@ -111,3 +111,13 @@ def test_recording_generalises_job_ids_and_batches():
     assert "< 2 0 No\\ error {job1}" in text and "> BLAH_JOB_STATUS 3 {job1}" in text
     assert "{{1}}" in text and "<raw b'E bare LF\\n'" in text
     assert [st.kind for st in s.steps][-2:] == ["unordered", "expect_raw"]
+
+
+def test_a_reused_request_id_is_checked_against_its_latest_command():
+    from conformance.checks import check_session
+    requests = ["BLAH_PING 2 local", "RESULTS", "BLAH_JOB_STATUS 2 nonsense", "RESULTS"]
+    out = (b"$GahpVersion: 1.8.0 Mar 31 2008 INFN\\ blahpd\\ (poly,new_esc_format) $\r\n"
+           b"S\r\nS 1\r\n2 0 No\\ error\r\nS\r\nS 1\r\n2 255 Malformed\\ jobId\\ or\\ out\\ of\\ memory 0 N/A\r\n")
+    assert check_session(requests, out) == []
+    assert check_session(requests[:2], out[:out.index(b"S\r\nS 1\r\n2 255")].replace(b"No\\ error", b"No error")) == [
+        "BLAH_PING result has 4 fields, expected 3: '2 0 No error'"]
