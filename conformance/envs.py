@@ -3,6 +3,7 @@ batch system when the session needs one (``@ needs: sim-...``)."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,7 +19,7 @@ SIMS = {
                    "supported_lrms=pbs\n"),
     "sim-pbs-pro": ("pbs", ["qsub", "qstat", "qdel", "qhold", "qrls"], {"flavour": "pro"},
                     "supported_lrms=pbs\npbs_pro=yes\n"),
-    "sim-lsf": ("lsf", ["bsub", "bjobs", "bkill", "bstop", "bresume", "bhist"], {"lsf_hold": "user"},
+    "sim-lsf": ("lsf", ["bsub", "bjobs", "bkill", "bstop", "bresume", "bhist"], {},
                 "supported_lrms=lsf\n"),
     "sim-condor": ("condor", ["condor_submit", "condor_q", "condor_history", "condor_rm", "condor_hold",
                               "condor_release"], {}, "supported_lrms=condor\n"),
@@ -90,7 +91,7 @@ def prepare(session: Session, base_config: str, local: bool, variables: Dict[str
         system, commands, settings, lrms = SIMS[session.needs]
         merged = dict(SIM_DEFAULTS, frozen_at=time.time(), **settings)
         for line in session.meta.get("sim", []):
-            merged.update({k: _value(v) for k, v in (kv.split("=", 1) for kv in line.split())})
+            merged.update({k: _value(v) for k, v in (kv.split("=", 1) for kv in shlex.split(line))})
         sim_dir = os.path.join(directory, "sim-state")
         env.update(core.install(system, os.path.join(directory, "sim-bin"), sim_dir, commands, merged))
         config.append(lrms + SIM_CONFIG)

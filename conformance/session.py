@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -138,7 +139,10 @@ def parse(text: str, path: str = "<session>", name: Optional[str] = None) -> Ses
             else:
                 target.append(Step("expect", lineno, line, template=_template(path, lineno, body)))
         elif line.startswith("= "):
-            words = line[2:].split()
+            try:
+                words = shlex.split(line[2:])   # '= sim fault qstat stderr="a message"'
+            except ValueError as e:
+                raise SessionSyntaxError(path, lineno, "unbalanced quotes: %s" % e)
             if not words or words[0] not in DIRECTIVES:
                 raise SessionSyntaxError(path, lineno, "unknown directive %r (known: %s)" % (line, ", ".join(DIRECTIVES)))
             step = _directive(path, lineno, line, words[0], words[1:], bool(stack))
