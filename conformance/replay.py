@@ -328,7 +328,7 @@ class Replay:
                 await self._steps(step.body)
                 return
             except Failure as f:
-                if trio.current_time() + 1 >= deadline:
+                if trio.current_time() + 1 >= deadline or self.server.eof:   # a dead server stays dead
                     f.message = "%s (last of %d attempts in %.0f s)" % (f.message, attempt, bound)
                     raise
                 self.transcript.add(self.clock(), "=", b"(retry: %s)" % f.message.split("\n")[0].encode())
