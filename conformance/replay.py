@@ -197,8 +197,7 @@ class Replay:
             if status is None:
                 raise Failure(step, "the server did not exit within %.0f s of EOF on its stdin" % EXIT_WAIT)
             self.transcript.add(self.clock(), "=", b"(restart: exit status %d; a new server starts)" % status)
-            nursery = self._nursery
-            await self._start(nursery, None)
+            await self._start(self._nursery, None)
         else:  # pragma: no cover - the parser admits no other kinds
             raise Failure(step, "unknown step %r" % kind)
 
@@ -256,17 +255,20 @@ class Replay:
     def _match_set(self, step: Step, expects: Sequence[Step], lines: Sequence[bytes]) -> None:
         remaining = list(expects)
         for line in lines:
-            if not line.endswith(CRLF):
-                raise Failure(step, "a line of the block does not end in CRLF", None, line)
-            for i, e in enumerate(remaining):
-                got = self._match(e.template, line[:-2])
-                if got is not None:
-                    self.bindings.update(got)
-                    del remaining[i]
-                    break
-            else:
-                raise Failure(step, "a line matches none of the block's expected lines still open:\n" +
-                              "\n".join("    %s" % self._shown(e.template) for e in remaining), None, line)
+            self._take(step, remaining, line, "a line of the block", "the block's expected lines still open")
+
+    def _take(self, step: Step, remaining: List[Step], line: bytes, what: str, among: str) -> None:
+        """Match ``line`` against the first of ``remaining`` it fits, bind its captures, drop it."""
+        if not line.endswith(CRLF):
+            raise Failure(step, "%s does not end in CRLF" % what, None, line)
+        for i, e in enumerate(remaining):
+            got = self._match(e.template, line[:-2])
+            if got is not None:
+                self.bindings.update(got)
+                del remaining[i]
+                return
+        raise Failure(step, "%s matches none of %s:\n" % (what, among) +
+                      ("\n".join("    " + self._shown(e.template) for e in remaining) or "    (none)"), None, line)
 
     async def _wait_r(self, step: Step, wait: float) -> None:
         if self.pending_r:
@@ -304,18 +306,7 @@ class Replay:
                 self.pending_r = 0
             lines = [await self._read(step, self.response_bound, "result line %d of %d" % (i + 1, n)) for i in range(n)]
             for line in lines:
-                if not line.endswith(CRLF):
-                    raise Failure(step, "a result line does not end in CRLF", None, line)
-                for i, e in enumerate(remaining):
-                    got = self._match(e.template, line[:-2])
-                    if got is not None:
-                        self.bindings.update(got)
-                        del remaining[i]
-                        break
-                else:
-                    raise Failure(step, "a result line matches none of the results still expected:\n" +
-                                  ("\n".join("    " + self._shown(e.template) for e in remaining) or "    (none)"),
-                                  None, line)
+                self._take(step, remaining, line, "a result line", "the results still expected")
 
     async def _retry(self, step: Step) -> None:
         bound = float(step.args[0])

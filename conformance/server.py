@@ -31,10 +31,10 @@ class Transcript:
 
     def tail(self, n: int = 12) -> List[str]:
         shown = [e for e in self.events if e[1] in "<>="][-n:]
-        return ["%8.3f %s %s" % (t, k, _visible(d)) for t, k, d in shown]
+        return ["%8.3f %s %s" % (t, k, visible(d)) for t, k, d in shown]
 
 
-def _visible(data: bytes) -> str:
+def visible(data: bytes) -> str:
     """A line as text with CR, LF and other control bytes made visible."""
     text = data.decode("utf-8", "surrogateescape")
     out = []
@@ -50,7 +50,6 @@ def _visible(data: bytes) -> str:
     return "".join(out)
 
 
-visible = _visible
 
 
 class ServerProcess:
