@@ -26,7 +26,8 @@ from . import lsf_parse as lp
 TRANSIENT = ("not responding", "still trying", "Connection refused", "Resource temporarily unavailable",
              "Failed in an LSF library call", "Cannot connect", "cannot connect")
 # bkill prints these on stderr (galaxyproject/galaxy#7007); control() looks at both streams
-GONE = ("Job has already finished", "No matching job found")
+GONE = ("No matching job found",)
+FINISHED = ("Job has already finished",)
 # how an LSF without `bjobs -o` (before 9.1.1) refuses it
 REJECTED_OPTION = ("illegal option", "invalid option", "Usage:")
 PROFILE = "profile.lsf"
@@ -193,8 +194,8 @@ class LsfBackend(Backend):
         return lp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def cancel(self, ref: JobRef) -> None:
-        await self.control(["bkill", ref.batch_id], "cancel", done=GONE)
+    async def cancel(self, ref: JobRef) -> bool:
+        return await self.control(["bkill", ref.batch_id], "cancel", done=GONE, finished=FINISHED)
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # bstop: a pending job becomes PSUSP, a running one USUSP (stopped with SIGSTOP).

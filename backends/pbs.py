@@ -23,8 +23,8 @@ from . import pbs_parse as pp
 TRANSIENT = ("cannot connect to server", "Connection refused", "Premature end of message",
              "Resource temporarily unavailable", "Server busy", "End of File", "Connection timed out")
 # qdel of a job that is already gone or going (either stream; TORQUE, PBS Pro)
-GONE = ("Unknown Job Id", "invalid state for job - COMPLETE", "invalid state for job - EXITING",
-        "Job has finished")
+GONE = ("Unknown Job Id",)
+FINISHED = ("invalid state for job - COMPLETE", "invalid state for job - EXITING", "Job has finished")
 NO_HISTORY = "not configured to maintain job history"
 UNKNOWN_JOB_RC = 153     # PBSE_UNKJOBID (15001) & 0xff
 FINISHED_JOB_RC = 35     # PBSE_HISTJOBID (15139) & 0xff, PBS Pro
@@ -254,12 +254,13 @@ class PbsBackend(Backend):
             return rec is not None and rec.state in pp.FINAL_STATES
         return False
 
-    async def cancel(self, ref: JobRef) -> None:
+    async def cancel(self, ref: JobRef) -> bool:
         try:
-            await self.control(["qdel", ref.batch_id], "cancel", done=GONE)
+            return await self.control(["qdel", ref.batch_id], "cancel", done=GONE, finished=FINISHED)
         except CommandFailed as e:
             if e.not_executable or not await self._gone(ref.batch_id):
                 raise
+            return True
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # qhold of a running job only sets a hold flag (no checkpointing): the job keeps running,

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from blahp.backend import Backend, BackendContext, QueryFailed, current_user
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
-from blahp.records import RUNNING, JobAnswer, NativeRecord
+from blahp.records import COMPLETED, RUNNING, JobAnswer, NativeRecord
 from blahp.results import tail
 from blahp.runner import CommandNotExecutable
 
@@ -22,7 +22,8 @@ from . import slurm_parse as sp
 
 TRANSIENT = ("Socket timed out", "Unable to contact slurm controller", "Connection refused",
              "Resource temporarily unavailable", "cannot connect to server")
-GONE = ("Invalid job id specified", "already completing or completed", "Job/step already completing")
+GONE = ("Invalid job id specified",)
+FINISHED = ("already completing or completed", "Job/step already completing")
 REQUEUED_HELD = "job requeued in held state"
 ACCOUNTING_DISABLED = "accounting storage is disabled"
 REPROBE_ACCOUNTING = 3600.0
@@ -193,8 +194,22 @@ class SlurmBackend(Backend):
                              last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def cancel(self, ref: JobRef) -> None:
-        await self.control(["scancel"] + self._m(ref.cluster) + [ref.batch_id], "cancel", done=GONE)
+    async def cancel(self, ref: JobRef) -> bool:
+        killed = await self.control(["scancel"] + self._m(ref.cluster) + [ref.batch_id], "cancel", done=GONE,
+                                    finished=FINISHED)
+        # scancel of a job that has already ended exits 0 and says nothing (Slurm 22.05), so its
+        # state tells whether this cancel stopped anything
+        return killed and not await self._ended_by_itself(ref)
+
+    async def _ended_by_itself(self, ref: JobRef) -> bool:
+        argv = ["squeue", "-h", "-t", "all", "-j", ref.batch_id] + self._m(ref.cluster) + ["-o", sp.SQUEUE_FORMAT]
+        try:
+            res = await self.run(argv)
+            rec = sp.parse_squeue(res.stdout).get(ref.batch_id) if res.ok else None
+        except (CommandNotExecutable, ValueError):
+            return False
+        answer = self.map(rec, None) if rec is not None else None
+        return answer is not None and answer.status == COMPLETED
 
     async def hold(self, ref: JobRef, status: int) -> None:
         # `scontrol hold` of a running job only sets a reason and the job keeps running, so a

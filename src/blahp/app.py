@@ -138,13 +138,15 @@ class BlahApp:
             return backend
         log = log.bind(job_id=raw, batch_id=ref.batch_id)
         try:
-            await backend.cancel(ref)
+            killed = await backend.cancel(ref)
         except CommandFailed as e:
             if e.not_executable:
                 return [reqid, "3", e.detail]
             log.warning("cancel failed", code=e.code, detail=e.detail)
             return [reqid, str(e.code), "Cancellation command failed %s" % e.detail]
-        await self.engine.note_action(backend, ref, cancelled=True)
+        if killed is False:
+            log.info("cancel: the job had already finished; its own final state stands")
+        await self.engine.note_action(backend, ref, cancelled=killed is not False)
         log.info("cancelled")
         return [reqid, "0", "No error"]
 

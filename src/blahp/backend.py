@@ -131,8 +131,12 @@ class Backend(abc.ABC):
 
     # -- control -------------------------------------------------------------------------
     @abc.abstractmethod
-    async def cancel(self, ref: JobRef) -> None:
-        """Cancel; a job that is already gone is success.  CommandFailed otherwise."""
+    async def cancel(self, ref: JobRef) -> Optional[bool]:
+        """Cancel; a job that is already gone is success.  CommandFailed otherwise.
+
+        False when the batch system says the job had already finished by itself: nothing was
+        cancelled, so its own final state is reported, not REMOVED (a recorded C blahpd session:
+        ../shared/sessions/slurm/22-cancel-finished.gahp).  True or None: cancelled (or unknown)."""
 
     async def hold(self, ref: JobRef, status: int) -> None:
         raise CommandFailed(1, "Hold not supported by %s" % self.name)
@@ -255,17 +259,22 @@ class Backend(abc.ABC):
             break
         raise query_failure(argv[0], res)
 
-    async def control(self, argv: Sequence[str], what: str, done: Sequence[str] = ()) -> None:
-        """cancel/hold/release: CommandFailed unless it worked or said one of ``done`` (either
-        stream: "job already gone" for a cancel); tried once more after a transient error."""
+    async def control(self, argv: Sequence[str], what: str, done: Sequence[str] = (),
+                      finished: Sequence[str] = ()) -> bool:
+        """cancel/hold/release: CommandFailed unless it worked or said one of ``done`` or
+        ``finished`` (either stream: "job already gone" for a cancel); tried once more after a
+        transient error.  False when it said one of ``finished`` (the job had ended by itself)."""
         for attempt in (1, 2):
             try:
                 res = await self.run(argv)
             except CommandNotExecutable as e:
                 raise CommandFailed(3, "Error executing the %s command: %s" % (what, e.error.strerror or e.error),
                                     not_executable=True) from None
-            if res.ok or any(p in res.stdout + res.stderr for p in done):
-                return
+            said = res.stdout + res.stderr
+            if any(p in said for p in finished):
+                return False
+            if res.ok or any(p in said for p in done):
+                return True
             if attempt == 1 and (res.timed_out or self.is_transient(res)):
                 continue
             raise control_failure(res)

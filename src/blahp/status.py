@@ -302,7 +302,8 @@ class StatusEngine:
             t.last_action_at = row.last_action_at
         t.cancelled = row.state == CANCELLED
         if row.last_status and row.last_seen_at:
-            t.last = JobAnswer(int(row.last_status), {"BatchJobId": t.batch_id})
+            t.last = JobAnswer(int(row.last_status), {"BatchJobId": t.batch_id,
+                                                      "BatchJobState": row.last_native or "unknown"})
             t.last_native = row.last_native
         t.first_missing_at = row.first_missing_at
         if row.state == FINAL and row.exit_json:
@@ -333,7 +334,8 @@ class StatusEngine:
             return t.final
         if t.cancelled:
             return self._finish(t, JobAnswer(REMOVED, {"BatchJobId": t.batch_id,
-                                                       "ExitReason": "cancelled through BLAH_JOB_CANCEL"}))
+                                                       "ExitReason": "cancelled through BLAH_JOB_CANCEL",
+                                                       "BatchJobState": "cancelled"}))
         need = max(now - view.ttl, t.submitted_at + 1.0, t.last_action_at + 1.0, fresh_after)
         fresh = await view.wait_fresh(need)
         snap = view.snapshot
@@ -417,7 +419,7 @@ class StatusEngine:
         if self.settings.policy == "complete":
             return self._finish(t, JobAnswer(COMPLETED, {
                 "BatchJobId": t.batch_id, "ExitCode": self.settings.vanished_exit_code, "ExitBySignal": False,
-                "ExitReason": "vanished from %s without exit status" % lrms}))
+                "ExitReason": "vanished from %s without exit status" % lrms, "BatchJobState": "vanished"}))
         detail = "no accounting record and no exit record after %d s" % int(self.settings.grace)
         if snap.resolve_error:
             detail += " (last accounting error: %s)" % snap.resolve_error

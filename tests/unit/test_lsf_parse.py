@@ -551,13 +551,14 @@ def test_control_commands(tmp_path):
         st1 = lsf.run(["bjobs", "-noheader", "-o", "stat"]).stdout.strip()
         await b.release(ref)
         st2 = lsf.run(["bjobs", "-noheader", "-o", "stat"]).stdout.strip()
-        await b.cancel(ref)
-        await b.cancel(ref)  # already finished: success
-        await b.cancel(JobRef("lsf/20260101/77", "lsf", "77"))  # no matching job: success
+        killed = [await b.cancel(ref),
+                  await b.cancel(ref),  # already finished: success, but nothing was cancelled
+                  await b.cancel(JobRef("lsf/20260101/77", "lsf", "77"))]  # no matching job: success
         with pytest.raises(CommandFailed) as e:
             await b.hold(ref, IDLE)
-        return st1, st2, e.value
-    st1, st2, err = trio.run(main)
+        return st1, st2, e.value, killed
+    st1, st2, err, killed = trio.run(main)
     assert (st1, st2) == ("PSUSP", "PEND")
+    assert killed == [True, False, True]
     assert err.code == 255 and err.detail == "(stdout:) (stderr:Job <%s>: Job has already finished)" % a
     assert [c["argv"] for c in lsf.calls("bkill")] == [[a], [a], ["77"]]

@@ -159,6 +159,7 @@ def test_vanished_policy_complete_uses_the_configured_code(tmp_path):
     a = run(engine, scenario)
     assert a.status == 4 and a.attrs["ExitCode"] == 999
     assert a.attrs["ExitReason"] == "vanished from slurm without exit status"
+    assert a.attrs["BatchJobState"] == "vanished"
 
 
 def test_exit_record_resolves_a_vanished_job(tmp_path):
@@ -223,6 +224,7 @@ def test_cancelled_through_blahp_is_removed_at_once(tmp_path):
         return await engine.status(b, ref(6))
     a = run(engine, scenario)
     assert a.status == 3 and a.attrs["ExitReason"] == "cancelled through BLAH_JOB_CANCEL"
+    assert a.attrs["BatchJobState"] == "cancelled"  # protocol.md §7.4: in every status ad
     assert b.bulk_calls == 1
 
 
