@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Set
 import trio
 
 from conformance import report
-from conformance.envs import SIMS, prepare
+from conformance.envs import SIMS, make_run_root, prepare, remove_run_root
 from conformance.replay import RESPONSE_BOUND, Outcome, Replay
 from conformance.session import NEEDS, Session, SessionSyntaxError, parse
 
@@ -19,19 +19,51 @@ CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sessions")
 ALWAYS = {"protocol"}
 
 
+class DuplicateName(ValueError):
+    pass
+
+
 def find_sessions(paths: Sequence[str]) -> List[Session]:
-    sessions = []
+    """The sessions under ``paths`` (files or directories), each file once.
+
+    A session's name keys its report line, ``-k`` and its JUnit test case, so names must be unique
+    in a run: under the corpus it is the path from the corpus root (``local/restart``), the same
+    however it was given; elsewhere the path from the directory given, or for a file from the
+    current directory (an absolute path outside it).
+    """
+    sessions: List[Session] = []
+    named: Dict[str, str] = {}
+    seen: Set[str] = set()
     for top in paths or [CORPUS]:
         if os.path.isdir(top):
             files = sorted(os.path.join(d, f) for d, _, fs in os.walk(top) for f in fs if f.endswith(".session"))
-            root = top
         else:
-            files, root = [top], os.path.dirname(top)
+            files = [top]
         for path in files:
-            rel = os.path.relpath(path, root)[: -len(".session")] if path.endswith(".session") else os.path.basename(path)
+            real = os.path.realpath(path)
+            if real in seen:
+                continue
+            seen.add(real)
+            name = session_name(path, top if os.path.isdir(top) else None)
+            if name in named:
+                raise DuplicateName("two sessions named %r: %s and %s (give them in separate runs, or rename one)"
+                                    % (name, named[name], path))
+            named[name] = path
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                sessions.append(parse(f.read(), path, rel.replace(os.sep, "/")))
+                sessions.append(parse(f.read(), path, name))
     return sessions
+
+
+def session_name(path: str, directory: Optional[str] = None) -> str:
+    full = os.path.abspath(path)
+    base = os.getcwd() if directory is None else os.path.abspath(directory)
+    for root in (CORPUS, base):
+        if full.startswith(os.path.join(root, "")):
+            full = os.path.relpath(full, root)
+            break
+    if full.endswith(".session"):
+        full = full[: -len(".session")]
+    return full.replace(os.sep, "/")
 
 
 def available_needs(args: argparse.Namespace) -> Set[str]:
@@ -55,7 +87,7 @@ def skip_reason(session: Session, have: Set[str], args: argparse.Namespace) -> O
 
 
 async def run_all(sessions: List[Session], args: argparse.Namespace, argv: List[str], base_config: str,
-                  variables: Dict[str, str]) -> List[Outcome]:
+                  variables: Dict[str, str], scratch: str) -> List[Outcome]:
     have = available_needs(args)
     outcomes: Dict[int, Outcome] = {}
     limiter = trio.CapacityLimiter(max(1, args.jobs))
@@ -66,7 +98,7 @@ async def run_all(sessions: List[Session], args: argparse.Namespace, argv: List[
             outcomes[i] = Outcome(session, "skipped", reason=reason)
         else:
             async with limiter:
-                outcomes[i] = await run_one(session, args, argv, base_config, variables)
+                outcomes[i] = await run_one(session, args, argv, base_config, variables, scratch)
         report.progress(outcomes[i], args)
 
     parallel = [(i, s) for i, s in enumerate(sessions) if not s.serial]
@@ -80,8 +112,8 @@ async def run_all(sessions: List[Session], args: argparse.Namespace, argv: List[
 
 
 async def run_one(session: Session, args: argparse.Namespace, argv: List[str], base_config: str,
-                  variables: Dict[str, str]) -> Outcome:
-    senv = prepare(session, base_config, not args.remote, variables, args.scratch)
+                  variables: Dict[str, str], scratch: str) -> Outcome:
+    senv = prepare(session, base_config, not args.remote, variables, scratch)
     senv.keep = args.keep
     try:
         replay = Replay(session, argv, senv.env, senv.cwd, senv.variables,
@@ -121,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--response-bound", type=float, default=RESPONSE_BOUND,
                    help="seconds a reply may take (the gridmanager's GRIDMANAGER_GAHP_RESPONSE_TIMEOUT, 20)")
     p.add_argument("--keep", action="store_true", help="keep each session's scratch directory")
-    p.add_argument("--scratch", metavar="DIR", help="where scratch directories go (default: $TMPDIR)")
-    p.add_argument("-v", "--verbose", action="store_true", help="print the whole exchange of failed sessions")
+    p.add_argument("--scratch", metavar="DIR", help="where the run's scratch directory goes (default: $TMPDIR)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print the whole exchange of failed sessions, and the steps each passed one ran")
     p.add_argument("--list", action="store_true", help="list the sessions and what they need, run nothing")
     p.add_argument("--record", metavar="FILE",
                    help="record mode: relay stdin to the server, and write the exchange as a session file")
@@ -155,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             base_config = f.read()
     try:
         sessions = find_sessions(args.sessions)
-    except (OSError, SessionSyntaxError) as e:
+    except (OSError, SessionSyntaxError, DuplicateName) as e:
         print("gahp-conformance: %s" % e, file=sys.stderr)
         return 2
     if args.select:
@@ -168,11 +201,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("gahp-conformance: no sessions to run", file=sys.stderr)
         return 2
     started = time.monotonic()
-    outcomes = trio.run(run_all, sessions, args, server, base_config, variables)
+    scratch = make_run_root(args.scratch)
+    try:
+        outcomes = trio.run(run_all, sessions, args, server, base_config, variables, scratch)
+    except BaseException:   # interrupted: no waiting for leftover jobs
+        if not args.keep:
+            remove_run_root(scratch, grace=0)
+        raise
     elapsed = time.monotonic() - started
     report.summary(outcomes, elapsed, args, sys.stdout)
     if args.junit:
         report.write_junit(outcomes, elapsed, args.junit, " ".join(server))
+    left = [] if args.keep else remove_run_root(scratch)
+    if left:
+        print("gahp-conformance: processes the sessions started still run (pids %s) and may re-create "
+              "part of %s" % (" ".join(map(str, left)), scratch), file=sys.stderr)
     bad = [o for o in outcomes if o.status in ("failed", "error")]
     if args.require_all:
         bad += [o for o in outcomes if o.status == "skipped"]

@@ -29,6 +29,52 @@ SIM_DEFAULTS = {"execute": False, "queue_delay": 5.0, "run_seconds": 30.0, "kill
 SIM_CONFIG = "pyblahp_status_ttl_min=0.1\npyblahp_status_ttl_max=0.2\npyblahp_vanished_grace=0\n"
 
 
+# A session may end while its batch jobs still run, and a job's wrapper then writes its exit record
+# into the session's HOME, re-creating part of a scratch directory already removed. Leftover jobs
+# cannot be cancelled generically (any server, any batch system), so all of a run's scratch goes
+# under one root, removed once the run is over and nothing runs in it any more: a wait bounded by
+# LEFTOVER_GRACE, and none at all when no job is left (the usual case).
+LEFTOVER_GRACE = 10.0
+
+
+def make_run_root(scratch: Optional[str]) -> str:
+    # absolute: the servers run in their own working directories
+    return os.path.abspath(tempfile.mkdtemp(prefix="gahp-conformance-run-", dir=scratch))
+
+
+def remove_run_root(root: str, grace: float = LEFTOVER_GRACE) -> List[int]:
+    """Remove ``root`` once no process runs in it, waiting at most ``grace`` seconds; returns the
+    processes still running then (they may re-create part of it)."""
+    deadline = time.monotonic() + grace
+    left = running_in(root)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = running_in(root)
+    shutil.rmtree(root, ignore_errors=True)
+    return left
+
+
+def running_in(root: str) -> List[int]:
+    """The processes we can see (Linux /proc; elsewhere none) whose working directory or
+    environment (HOME, the config's path) lies under ``root``."""
+    mark = os.path.join(root, "")
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    found = []
+    for pid in pids:
+        try:
+            cwd = os.readlink("/proc/%d/cwd" % pid)
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                environ = f.read()
+        except OSError:   # gone, a zombie, or another user's
+            continue
+        if pid != os.getpid() and (cwd.startswith(mark) or os.fsencode(mark) in environ):
+            found.append(pid)
+    return found
+
+
 @dataclass
 class SessionEnv:
     directory: str
@@ -54,6 +100,8 @@ class SessionEnv:
             core.configure(self.sim_dir, **{k: _value(v) for k, v in (a.split("=", 1) for a in args[1:])})
 
     def cleanup(self) -> None:
+        # now, not only at the run's end, so that a long run does not pile up scratch (a leftover
+        # job may re-create some of it: remove_run_root takes care of that)
         if not self.keep:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -65,6 +113,12 @@ def _value(text: str):
         except ValueError:
             pass
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _fill(text: str, values: Dict[str, str]) -> str:
+    for k, v in values.items():
+        text = text.replace("{%s}" % k, v)
+    return text
 
 
 def prepare(session: Session, base_config: str, local: bool, variables: Dict[str, str],
@@ -96,12 +150,10 @@ def prepare(session: Session, base_config: str, local: bool, variables: Dict[str
         env.update(core.install(system, os.path.join(directory, "sim-bin"), sim_dir, commands, merged))
         config.append(lrms + SIM_CONFIG)
     for line in session.config:
-        for k, v in values.items():
-            line = line.replace("{%s}" % k, v)
-        config.append(line + "\n")
+        config.append(_fill(line, values) + "\n")
     for line in session.meta.get("env", []):
         k, _, v = line.partition("=")
-        env[k.strip()] = v.strip()
+        env[k.strip()] = _fill(v.strip(), values)
     cfg = os.path.join(directory, "blah.config")
     with open(cfg, "w") as f:
         f.write("".join(config))

@@ -16,7 +16,7 @@ import trio
 
 from conformance import checks
 from conformance.pattern import Template
-from conformance.server import LineTooLong, ServerClosed, ServerProcess, Transcript, visible
+from conformance.server import LineTooLong, ServerClosed, ServerProcess, Transcript, visible, visible_text
 from conformance.session import Session, Step
 
 CRLF = b"\r\n"
@@ -43,12 +43,12 @@ class Outcome:
     transcript: Optional[Transcript] = None
     stderr: List[bytes] = field(default_factory=list)
     reason: str = ""                 # why skipped
+    steps: int = 0                   # steps run (a retried step counts each time)
 
 
 def diff_lines(expected: str, received: bytes) -> List[str]:
     """Expected text (with its CRLF shown) against the received bytes, character by character."""
-    exp = expected.replace("\r", "\\r").replace("\n", "\\n")
-    got = visible(received)
+    exp, got = visible_text(expected), visible(received)   # one rendering, so the marks line up
     out = ["  expected: %s" % exp, "  received: %s" % got]
     if exp != got:
         marks = []
@@ -75,6 +75,7 @@ class Replay:
         self.pending_r = 0
         self.async_on = False
         self.results_reply_due = False
+        self.steps_run = 0
 
     def clock(self) -> float:
         return time.monotonic() - self.t0
@@ -92,6 +93,7 @@ class Replay:
         # the gridmanager has no timeout on the banner; we allow the response bound
         line = await self._read(banner_step, self.response_bound, "the banner", skip_r=False)
         if banner_step is not None:
+            self.steps_run += 1
             self._check_line(banner_step, line)
 
     async def _read(self, step: Optional[Step], wait: float, what: str, skip_r: bool = True) -> bytes:
@@ -141,7 +143,7 @@ class Replay:
         outcome.failures.extend(self._rule_violations())
         if outcome.failures and outcome.status == "passed":
             outcome.status = "failed"
-        outcome.seconds = self.clock()
+        outcome.seconds, outcome.steps = self.clock(), self.steps_run
         outcome.stderr = [ln for s in self.servers for ln in s.stderr_lines]
         return outcome
 
@@ -151,6 +153,7 @@ class Replay:
 
     async def _step(self, step: Step) -> None:
         assert self.server is not None
+        self.steps_run += 1
         kind = step.kind
         if kind == "send":
             try:

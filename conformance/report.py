@@ -15,8 +15,11 @@ LABEL = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "error": "ERROR"
 
 def progress(o: Outcome, args) -> None:
     line = "%-5s %s" % (LABEL[o.status], o.session.name)
+    verbose = getattr(args, "verbose", False)
     if o.status == "skipped":
         line += ": " + o.reason
+    elif verbose:
+        line += " (%.1f s, %d steps)" % (o.seconds, o.steps)
     else:
         line += " (%.1f s)" % o.seconds
     print(line, flush=True)
@@ -25,7 +28,7 @@ def progress(o: Outcome, args) -> None:
             print("      " + f.replace("\n", "\n      "))
         if o.session.deviations:
             print("      (this session marks a deliberate difference from the C blahp: %s)" % "; ".join(o.session.deviations))
-        if getattr(args, "verbose", False) and o.transcript is not None:
+        if verbose and o.transcript is not None:
             print("      whole exchange:")
             for t, k, d in o.transcript.events:
                 print("      %8.3f %s %s" % (t, k, visible(d)))

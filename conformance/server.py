@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from typing import List, Optional, Sequence, Tuple
@@ -35,21 +36,26 @@ class Transcript:
 
 
 def visible(data: bytes) -> str:
-    """A line as text with CR, LF and other control bytes made visible."""
-    text = data.decode("utf-8", "surrogateescape")
-    out = []
-    for ch in text:
-        if ch == "\r":
-            out.append("\\r")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ord(ch) < 0x20 or 0xDC80 <= ord(ch) <= 0xDCFF:
-            out.append("\\x%02x" % (ord(ch) & 0xFF))
-        else:
-            out.append(ch)
-    return "".join(out)
+    """A line as text with CR, LF and other control bytes made visible (``visible_text``)."""
+    return visible_text(data.decode("utf-8", "surrogateescape"))
 
 
+# A CR is shown as \r, so a line holding a backslash and an r would look the same. Only such
+# backslashes are doubled -- a run of them just before r, n, x or a byte shown as an escape --
+# so that GAHP's own escapes (S Async\ mode\ on, a\\ b) read as they are on the wire.
+_ESCAPED = "\x00-\x1f\udc80-\udcff"   # control bytes and bytes that are not UTF-8 (surrogateescape)
+_BEFORE_ESCAPE = re.compile(r"\\+(?=[rnx%s])" % _ESCAPED)
+_CONTROL = re.compile("[%s]" % _ESCAPED)
+
+
+def visible_text(text: str) -> str:
+    text = _BEFORE_ESCAPE.sub(lambda m: m.group(0) * 2, text)
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(m: "re.Match[str]") -> str:
+    ch = m.group(0)
+    return {"\r": "\\r", "\n": "\\n"}.get(ch) or "\\x%02x" % (ord(ch) & 0xFF)
 
 
 class ServerProcess:

@@ -1,5 +1,6 @@
 """gahp-conformance itself: it passes a good server, and fails damaged ones with a clear report."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -191,3 +192,39 @@ def test_record_then_replay(tmp_path):
     assert "> ASYNC_MODE_ON\n< S Async\\ mode\\ on\n" in text and "@ purpose: demo" in text
     p, _ = run(tmp_path, {}, str(out))
     assert p.returncode == 0, p.stdout
+
+
+def test_verbose_names_each_passed_session_with_its_time_and_steps(tmp_path):
+    p, _ = run(tmp_path, {"good.session": GOOD}, "-v")
+    assert p.returncode == 0, p.stdout
+    assert re.search(r"^PASS  good \([0-9.]+ s, 12 steps\)$", p.stdout, re.M), p.stdout
+    p, _ = run(tmp_path, {"good.session": GOOD})
+    assert re.search(r"^PASS  good \([0-9.]+ s\)$", p.stdout, re.M), p.stdout
+
+
+def test_env_values_see_workdir_and_home(tmp_path):
+    server = tmp_path / "echo-env"
+    server.write_text("#!/bin/sh\nprintf '$GahpVersion: %s (new_esc_format) $\\r\\n' \"$T_DIR\"\nread -r line\n"
+                      "printf 'S %s\\r\\n' \"$T_HOME\"\ncat >/dev/null\n")
+    server.chmod(0o755)
+    text = ("@ purpose: '@ env:' values are filled in\n@ env: T_DIR={workdir}/sub\n@ env: T_HOME={home}\n"
+            "< $GahpVersion: {workdir}/sub (new_esc_format) $\n> ECHO_HOME\n< S {home}\n")
+    p, _ = run(tmp_path, {"env.session": text}, server=[str(server)])
+    assert p.returncode == 0, p.stdout
+
+
+def test_no_scratch_is_left_when_a_job_outlives_its_session(tmp_path):
+    text = """@ purpose: the session ends while its job still runs
+@ needs: local
+> BLAH_JOB_SUBMIT 2 [Cmd\\ =\\ "/bin/sleep";\\ Args\\ =\\ "2";\\ Iwd\\ =\\ "{workdir}";\\ gridtype\\ =\\ "local"]
+< S
+= results
+< 2 0 No\\ error {job}
+= end
+"""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    p, _ = run(tmp_path, {"leftover.session": text}, "--scratch", str(scratch))
+    assert p.returncode == 0, p.stdout
+    time.sleep(3)   # the job's exit record would be written by now
+    assert os.listdir(str(scratch)) == []

@@ -1,4 +1,5 @@
 """The conformance session format: parser errors, placeholders, recording (no server here)."""
+import os
 import re
 
 import pytest
@@ -121,3 +122,88 @@ def test_a_reused_request_id_is_checked_against_its_latest_command():
     assert check_session(requests, out) == []
     assert check_session(requests[:2], out[:out.index(b"S\r\nS 1\r\n2 255")].replace(b"No\\ error", b"No error")) == [
         "BLAH_PING result has 4 fields, expected 3: '2 0 No error'"]
+
+
+# -- how reports show a line ------------------------------------------------------------------
+
+def _unvisible(text):
+    """The bytes ``visible`` showed as ``text``: the rule of conformance/README.md (Report)."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        j = i
+        while j < len(text) and text[j] == "\\":
+            j += 1
+        run = j - i
+        if run and j < len(text) and text[j] in "rnx":
+            out += b"\\" * (run // 2)
+            if run % 2:   # the last backslash starts an escape
+                if text[j] == "x":
+                    out.append(int(text[j + 1:j + 3], 16))
+                    j += 3
+                else:
+                    out += b"\r" if text[j] == "r" else b"\n"
+                    j += 1
+            i = j
+        elif run:
+            out += b"\\" * run
+            i = j
+        else:
+            out += text[i].encode("utf-8", "surrogateescape")
+            i += 1
+    return bytes(out)
+
+
+def test_visible_tells_a_literal_backslash_r_from_a_cr():
+    from conformance.server import visible
+    assert visible(b"S Async\\ mode\\ on\r\n") == "S Async\\ mode\\ on\\r\\n"   # GAHP's escapes stay as they are
+    assert visible(b"a\\\\ b\r\n") == "a\\\\ b\\r\\n"
+    shown = {visible(b) for b in (b"x\\r\r\n", b"x\r\r\n", b"x\\\r\n", b"x\\x0d\r\n", b"x\\\\r\r\n")}
+    assert len(shown) == 5, shown
+    assert visible(b"x\\r\r\n") == "x\\\\r\\r\\n" and visible(b"x\\\r\n") == "x\\\\\\r\\n"
+
+
+wire = st.lists(st.sampled_from([b"\\", b"r", b"n", b"x", b"0", b"d", b" ", b"\r", b"\n", b"\x01", b"\xff",
+                                 "\u00e9".encode()]), max_size=16).map(b"".join)
+
+
+@given(st.one_of(wire, st.binary(max_size=24)))
+def test_visible_can_be_read_back(data):
+    from conformance.server import visible
+    assert _unvisible(visible(data)) == data
+
+
+def test_the_diff_marks_a_literal_backslash_r_against_a_cr():
+    from conformance.replay import diff_lines
+    lines = diff_lines("S x\\r\r\n", b"S x\r\r\n")
+    exp, got = lines[0][len("  expected: "):], lines[1][len("  received: "):]
+    assert exp != got and len(lines) == 3
+    first = next(i for i, (a, b) in enumerate(zip(exp, got)) if a != b)
+    mark = lines[2].index("^") - len("  expected: ")
+    assert mark <= first and exp[:mark] == got[:mark] and exp[mark:].startswith("\\\\r")
+
+
+# -- naming the sessions of a run ---------------------------------------------------------------
+
+def test_sessions_given_as_files_are_named_by_their_path(tmp_path, monkeypatch):
+    from conformance.cli import CORPUS, find_sessions
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.session").write_text(HEAD + "> VERSION\n")
+    monkeypatch.chdir(tmp_path)
+    assert [s.name for s in find_sessions(["a/x.session", str(tmp_path / "b" / "x.session")])] == ["a/x", "b/x"]
+    assert [s.name for s in find_sessions(["a", "a/x.session"])] == ["x"]          # the same file once
+    corpus = sorted(f for f in os.listdir(os.path.join(CORPUS, "protocol")) if f.endswith(".session"))[0]
+    named = find_sessions([os.path.join(CORPUS, "protocol", corpus), os.path.join(CORPUS, "local")])
+    assert named[0].name == "protocol/" + corpus[:-len(".session")]
+    assert all(s.name.startswith("local/") for s in named[1:])
+
+
+def test_two_sessions_of_one_name_are_a_usage_error(tmp_path, monkeypatch, capsys):
+    from conformance.cli import main
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.session").write_text(HEAD + "> VERSION\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--server", "/nonexistent/blahpd", "a", "b"]) == 2
+    err = capsys.readouterr().err
+    assert "two sessions named 'x'" in err and "a/x.session" in err and "b/x.session" in err
