@@ -2,7 +2,7 @@
 
     python -m conformance.playback TRANSCRIPT.gahp
 
-TRANSCRIPT is a file in the format of ``../shared/sessions`` (``T > line`` sent, ``T < line``
+TRANSCRIPT is a file in the format of ``conformance/recordings`` (``T > line`` sent, ``T < line``
 received, ``#raw> b'...'`` / ``#raw< b'...'`` exact bytes, ``T ! line`` stderr, ``# exit: ...``).
 The server behaves the way the recorded blahpd did, so a session converted from the transcript can
 be checked against the recording itself:
@@ -26,7 +26,7 @@ for the C blahpd).  The command and the request id are compared as written (esca
 
 Give the runner an absolute path: it starts the server in the session's own directory::
 
-    gahp-conformance --server "python3 -m conformance.playback $PWD/../shared/sessions/sge/01-ping.gahp" \\
+    gahp-conformance --server "python3 -m conformance.playback $PWD/conformance/recordings/sge/01-ping.gahp" \\
         conformance/sessions/recorded/sge/01-ping.session
 """
 from __future__ import annotations

@@ -136,7 +136,7 @@ class Backend(abc.ABC):
 
         False when the batch system says the job had already finished by itself: nothing was
         cancelled, so its own final state is reported, not REMOVED (a recorded C blahpd session:
-        ../shared/sessions/slurm/22-cancel-finished.gahp).  True or None: cancelled (or unknown)."""
+        conformance/recordings/slurm/22-cancel-finished.gahp).  True or None: cancelled (or unknown)."""
 
     async def hold(self, ref: JobRef, status: int) -> None:
         raise CommandFailed(1, "Hold not supported by %s" % self.name)

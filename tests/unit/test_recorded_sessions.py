@@ -21,14 +21,9 @@ from conformance.session import parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORDED = os.path.join(ROOT, "conformance", "sessions", "recorded")
-SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "sessions"))
+RECORDINGS = os.path.join(ROOT, "conformance", "recordings")
 CRLF = b"\r\n"
 BANNER = rb"$GahpVersion: 1.8.0 Mar 31 2008 INFN\ blahpd\ (poly,new_esc_format) $" + CRLF
-
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(SHARED),
-    reason="the recorded C blahpd transcripts (%s) are not next to this checkout" % SHARED)
-
 
 def _recorded_sessions():
     found = []
@@ -69,8 +64,8 @@ def _run_against_playback(session_path, source, tmp_path):
 
 
 def test_every_transcript_has_a_session():
-    for lrms in ("protocol", "sge"):
-        names = {f[:-len(".gahp")] for f in os.listdir(os.path.join(SHARED, lrms)) if f.endswith(".gahp")}
+    for lrms in ("protocol", "sge", "slurm"):
+        names = {f[:-len(".gahp")] for f in os.listdir(os.path.join(RECORDINGS, lrms)) if f.endswith(".gahp")}
         sessions = {f[:-len(".session")] for f in os.listdir(os.path.join(RECORDED, lrms))
                     if f.endswith(".session")}
         assert names <= sessions, "transcripts without a session: %s" % sorted(names - sessions)
@@ -91,7 +86,7 @@ def test_session_against_its_recording(path, tmp_path):
 # --- the playback server itself ------------------------------------------------------------------
 
 def _transcript(name):
-    with open(os.path.join(SHARED, name), "rb") as f:
+    with open(os.path.join(RECORDINGS, name), "rb") as f:
         return playback.parse(f.read())
 
 
@@ -151,13 +146,13 @@ def test_playback_dies_where_the_recorded_server_died():
 
 
 def test_playback_as_a_process():
-    source = os.path.join(SHARED, "protocol", "09-eof-without-quit.gahp")
+    source = os.path.join(RECORDINGS, "protocol", "09-eof-without-quit.gahp")
     env = dict(os.environ, PYTHONPATH=ROOT)
     run = subprocess.run([sys.executable, "-m", "conformance.playback", source], input=b"COMMANDS\r\n",
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     assert run.stdout.startswith(BANNER + b"S ASYNC_MODE_OFF ") and run.stdout.endswith(b" VERSION\r\n")
     assert run.returncode == 1 and b"Connection closed by remote host" in run.stderr
-    source = os.path.join(SHARED, "protocol", "18-single-space-line.gahp")
+    source = os.path.join(RECORDINGS, "protocol", "18-single-space-line.gahp")
     run = subprocess.run([sys.executable, "-m", "conformance.playback", source], input=b"COMMANDS\r\n \r\n",
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     assert run.returncode == -11    # SIGSEGV, as recorded
