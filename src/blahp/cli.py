@@ -13,7 +13,7 @@ import sys
 from typing import List, Optional
 
 from gahp.bootstrap import Background, pump, write_all
-from gahp.protocol import ServerProtocol
+from gahp.protocol import MIN_LINE_LIMIT, ServerProtocol
 
 from . import __version__
 from .commands import BANNER, Session, build_table
@@ -107,10 +107,11 @@ def build_app(config, log, prefix=None):
                    cwd=os.getcwd(), home=home)
 
 
-def _initialise(session: Session, opts: Options, config) -> Ready:
+def _initialise(session: Session, opts: Options) -> Ready:
     from gahp import runtime
-    from . import logsetup
+    from . import config as config_mod, logsetup
 
+    config = config_mod.load()
     warning = logsetup.configure(config)
     log = logsetup.get_logger()
     log.info("pyblahp starting", version=__version__, pid=os.getpid(), python=sys.version.split()[0],
@@ -127,7 +128,9 @@ def _initialise(session: Session, opts: Options, config) -> Ready:
         graceful=lambda job: job.name == "BLAH_JOB_SUBMIT",
         on_start=app.attach,
     )
-    return Ready(runtime=runtime, app=app, log=log, options=options)
+    return Ready(runtime=runtime, app=app, log=log, options=options,
+                 max_in_flight=config.get_int("blah_max_threaded_cmds", 50, minimum=1),
+                 max_line_bytes=config.get_int("pyblahp_max_line_bytes", 1 << 20, minimum=MIN_LINE_LIMIT))
 
 
 def _on_signal(signum, frame) -> None:
@@ -141,29 +144,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _on_signal)
     session = Session()
-    core = ServerProtocol(build_table(session), BANNER)
+    core = ServerProtocol(build_table(session), BANNER, limits_pending=True)
     try:
-        write_all(1, core.data_to_send())
-        # The request limits must hold from the first line on (protocol.md §2.1, §8), so the
-        # configuration is read before any input; only the heavy part runs behind the pump.
-        from .config import ConfigError, load
-        try:
-            config = load()
-        except ConfigError as e:
-            sys.stderr.write("blahpd: configuration error: %s\n" % e)
-            return EX_CONFIG
-        core.max_in_flight = config.get_int("blah_max_threaded_cmds", 50, minimum=1)
-        core.max_line_bytes = config.get_int("pyblahp_max_line_bytes", 1 << 20, minimum=1024)
-        init = Background(lambda: _initialise(session, opts, config)).start()
+        init = Background(lambda: _initialise(session, opts)).start()
         events = pump(core, init.ready_fd)
         ready = init.wait()
         if init.error is not None:
+            from .config import ConfigError
             err = init.error
             if isinstance(err, ConfigError):
                 sys.stderr.write("blahpd: configuration error: %s\n" % err)
                 return EX_CONFIG
             sys.stderr.write("blahpd: start-up failed: %s: %s\n" % (type(err).__name__, err))
             return EX_SOFTWARE
+        # requests the limits judge were held until now (protocol.md §2.1, §8)
+        core.set_limits(ready.max_in_flight, ready.max_line_bytes)
+        write_all(1, core.data_to_send())
+        events.extend(core.events())
         reason = ready.runtime.serve(core, ready.app.run, ready.options, pending=events, log=ready.log)
         ready.log.info("exiting", reason=reason)
         return 0

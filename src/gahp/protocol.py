@@ -16,13 +16,15 @@ Everything that decides *what* goes on the wire lives here: argument counts, the
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .commands import CommandSpec, CommandTable
 from .escaping import decode, encode_line, encode_raw, split_args
-from .framing import LineSplitter, LineTooLong
+from .framing import Framed, LineSplitter, LineTooLong
 
 MAX_REPLY_LINE = 64 * 1024
+# the smallest line limit a configuration may set (pyblahp_max_line_bytes)
+MIN_LINE_LIMIT = 1024
 
 UNKNOWN_COMMAND = ["E", "Unknown command"]
 LINE_TOO_LONG = ["E", "Line too long"]
@@ -76,7 +78,7 @@ class Notice:
 
 class ServerProtocol:
     def __init__(self, table: CommandTable, banner: str, *, max_in_flight: int = 50,
-                 max_line_bytes: int = 1 << 20) -> None:
+                 max_line_bytes: int = 1 << 20, limits_pending: bool = False) -> None:
         if not banner.startswith("$GahpVersion:"):
             raise ValueError("banner must start with $GahpVersion:")
         self.table = table
@@ -92,6 +94,10 @@ class ServerProtocol:
         self._armed = False
         self.closed = False       # QUIT answered or EOF seen: no more requests
         self.quit_received = False
+        # While the server still reads its configuration, the request limits are not known yet:
+        # synchronous commands are answered at once (the gridmanager's COMMANDS, VERSION), and
+        # from the first line the limits would judge on, input is held until set_limits().
+        self._held: Optional[List[Framed]] = [] if limits_pending else None
         self._install_builtins()
 
     # -- configuration -------------------------------------------------------------------
@@ -105,6 +111,18 @@ class ServerProtocol:
             raise ValueError("max_line_bytes must be positive")
         self._splitter.max_line_bytes = value
 
+    def set_limits(self, max_in_flight: int, max_line_bytes: int) -> None:
+        """The configured limits; requests held while they were unknown are handled now."""
+        self.max_in_flight = max_in_flight
+        self.max_line_bytes = max_line_bytes
+        held, self._held = self._held or [], None
+        for item in held:
+            if self.quit_received:
+                break
+            if not isinstance(item, LineTooLong) and len(item) > max_line_bytes:
+                item = LineTooLong(len(item))
+            self._handle(item)
+
     # -- inputs --------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
         if self.closed:
@@ -112,7 +130,7 @@ class ServerProtocol:
         for item in self._splitter.feed(data):
             if self.closed:
                 break
-            self._handle(item)
+            self._dispatch(item)
 
     def receive_eof(self) -> None:
         if self.closed:
@@ -120,8 +138,21 @@ class ServerProtocol:
         for item in self._splitter.close():
             if self.closed:
                 break
-            self._handle(item)
+            self._dispatch(item)
         self.closed = True
+
+    def _dispatch(self, item: Framed) -> None:
+        if self._held is not None and (self._held or self._needs_limits(item)):
+            self._held.append(item)
+        else:
+            self._handle(item)
+
+    def _needs_limits(self, item: Framed) -> bool:
+        if isinstance(item, LineTooLong) or len(item) > MIN_LINE_LIMIT:
+            return True
+        argv = split_args(decode(item))
+        spec = self.table.lookup(argv[0]) if argv else None
+        return spec is not None and spec.is_async
 
     def complete(self, token: int, rows: Sequence[Sequence[str]]) -> None:
         """Queue the result rows of a finished job.

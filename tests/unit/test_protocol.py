@@ -10,14 +10,15 @@ from gahp.protocol import Notice, Quit, ServerProtocol, StartJob
 BANNER = r"$GahpVersion: 1.8.0 Mar 31 2008 INFN\ blahpd\ (poly,new_esc_format) $"
 
 
-def make(max_in_flight=50, max_line=1 << 20):
+def make(max_in_flight=50, max_line=1 << 20, limits_pending=False):
     t = CommandTable()
     t.add_async("BLAH_PING", 2, result_fields=2)
     t.add_async("BLAH_JOB_SUBMIT", 2, result_fields=3, error_placeholders=("N/A",))
     t.add_async("BLAH_JOB_STATUS", 2, result_fields=4, error_placeholders=("0", "N/A"))
     t.add_sync("BLAH_SET_GLEXEC_OFF", 0, lambda a: ["S", "Glexec mode off"])
     t.add_async("HIDDEN_ONE", 1, result_fields=2, advertised=False)
-    core = ServerProtocol(t, BANNER, max_in_flight=max_in_flight, max_line_bytes=max_line)
+    core = ServerProtocol(t, BANNER, max_in_flight=max_in_flight, max_line_bytes=max_line,
+                          limits_pending=limits_pending)
     assert core.data_to_send() == BANNER.encode() + b"\r\n"
     return core
 
@@ -241,3 +242,37 @@ class AsyncMachine(RuleBasedStateMachine):
 
 AsyncMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40)
 TestAsyncMachine = AsyncMachine.TestCase
+
+
+# -- limits not known yet (the server still reads its configuration) --------------------------------
+
+def test_pending_limits_answer_sync_commands_and_hold_the_rest_in_order():
+    t = CommandTable()
+    t.add_async("BLAH_PING", 2, result_fields=2)
+    core = ServerProtocol(t, BANNER, limits_pending=True)
+    core.data_to_send()
+    # COMMANDS is answered at once; from the first async request on, everything waits
+    assert send(core, "COMMANDS\r\nBLAH_PING 1 x\r\nVERSION\r\nBLAH_PING 2 x\r\nBLAH_PING 3 x\r\n") == [
+        "S ASYNC_MODE_OFF ASYNC_MODE_ON BLAH_PING COMMANDS QUIT RESULTS VERSION"]
+    assert core.events() == []
+    core.set_limits(max_in_flight=2, max_line_bytes=1 << 20)
+    assert core.data_to_send().decode().split("\r\n")[:-1] == [
+        "S", "S " + BANNER, "S", r"F Threads\ limit\ reached"]
+    assert [e.reqid for e in core.events() if isinstance(e, StartJob)] == ["1", "2"]
+
+
+def test_pending_limits_judge_held_lines_by_the_configured_length():
+    core = make(limits_pending=True)
+    long_line = "BLAH_SET_GLEXEC_OFF " + "a" * 2000   # a sync command, but longer than any limit may be
+    assert send(core, long_line + "\r\nRESULTS\r\n") == []
+    core.set_limits(max_in_flight=50, max_line_bytes=1024)
+    assert core.data_to_send().decode().split("\r\n")[:-1] == [r"E Line\ too\ long", "S 0"]
+
+
+def test_pending_limits_keep_what_came_before_eof_and_stop_at_quit():
+    core = make(limits_pending=True)
+    assert send(core, "BLAH_PING 1 x\r\nQUIT\r\nBLAH_PING 2 x\r\n") == []
+    core.receive_eof()
+    core.set_limits(max_in_flight=50, max_line_bytes=1 << 20)
+    assert core.data_to_send().decode().split("\r\n")[:-1] == ["S", r"S Server\ exiting"]
+    assert [e.reqid for e in core.events() if isinstance(e, StartJob)] == ["1"]
