@@ -360,3 +360,64 @@ def test_invocation_repr_and_target():
     inv = Invocation()
     inv.host = "h"
     assert "h" in repr(inv) and inv.target == "h"
+
+
+# ---------------------------------------------------------------- the regex-free matchers
+
+def _regex_parse_host(token):
+    """The regexes _parse_host replaced (remote_gahp's host regex and ours for IPv6)."""
+    import ipaddress
+    import re
+    m = re.match(r"^(([A-Za-z_][A-Za-z0-9_.-]*)@)?([A-Za-z0-9.-]+)(:([0-9]*))?$", token)
+    if m:
+        return m.group(2) or "", m.group(3), m.group(5) or ""
+    m = re.match(r"^(([A-Za-z_][A-Za-z0-9_.-]*)@)?\[([0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?)\](:([0-9]*))?$",
+                 token)
+    if m:
+        try:
+            ipaddress.IPv6Address(m.group(3).split("%", 1)[0])
+        except ValueError:
+            return None
+        return m.group(2) or "", m.group(3), m.group(6) or ""
+    return None
+
+
+def _regex_split_hostport(addr):
+    import re
+    m = re.match(r"^\[([^\]]+)\]:([0-9]+)$", addr) or re.match(r"^([^:\[\]]+):([0-9]+)$", addr)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        return None
+    return m.group(1), int(m.group(2))
+
+
+_HOSTISH = ["a", "Z", "_", "f", "0", "9", ".", "-", "@", ":", "[", "]", "%", "\n", " ", "é", "²", "<",
+            "?", ">", "::1", "fe80::1", "[::1]", "2001:db8::5", "alice", "h.example", "22", "65536"]
+
+
+def _tokens(n, seed):
+    import random
+    rnd = random.Random(seed)
+    yield from ["", "\n", "h\n", "h\n\n", "a@h:22\n", "[::1]\n", "[::1]:\n", "@h", "a@@h", "a@b@h",
+                "[fe80::1%eth0]:22", "u@[fe80::1%eth0]", "[fe80::1%]", "[fe80::1%a%b]", "[::1]x",
+                "[::1]:2x", "[:::]", "[1.2.3.4]", "[::ffff:1.2.3.4]:1", "h:2:2", "h:²", "1a@h"]
+    for _ in range(n):
+        yield "".join(rnd.choice(_HOSTISH) for _ in range(rnd.randint(1, 7)))
+
+
+def test_parse_host_matches_the_regexes():
+    from gahp.ssh.args import _parse_host
+    for tok in _tokens(20000, 1):
+        assert _parse_host(tok) == _regex_parse_host(tok), repr(tok)
+
+
+def test_split_hostport_and_inherit_match_the_regexes():
+    import re
+
+    from gahp.ssh.args import _split_hostport
+    for tok in _tokens(20000, 2):
+        assert _split_hostport(tok) == _regex_split_hostport(tok), repr(tok)
+        inherit = "1 <" + tok + "> <x:1> 0" if len(tok) % 2 else tok
+        m = re.search(r"<([^?>]*)", inherit)
+        want = _regex_split_hostport(m.group(1) if m else "")
+        got = gridmanager_address({"CONDOR_INHERIT": inherit})
+        assert (got[:2] if got[2] is None else None) == want, repr(inherit)

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from gahp.ssh import args, mux
+from gahp.ssh import args, lean_json, mux
 
 
 def inv_for(*argv, control_dir=None):
@@ -144,12 +144,82 @@ def test_launcher_shared_path_stays_light():
     """A GAHP start through a running master must not pay for asyncssh (or typing/subprocess)."""
     import subprocess
     import sys
-    code = ("import sys; import gahp.ssh.launcher; "
-            "print(' '.join(m for m in ('asyncssh', 'cryptography', 'asyncio', 'subprocess', 'typing') "
-            "if m in sys.modules))")
+    # Each of these costs 1-8 ms per GAHP start (enum/functools/collections come with re, socket,
+    # signal and json); the launcher parses, hashes and talks JSON without them.
+    heavy = ("asyncssh", "cryptography", "asyncio", "subprocess", "typing", "json", "re", "ipaddress",
+             "shlex", "socket", "signal", "selectors", "enum", "functools", "collections", "hashlib",
+             "struct", "fcntl", "select", "shutil", "tempfile", "contextlib", "warnings")
     src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(mux.__file__))))
     env = dict(os.environ, PYTHONPATH=src)
-    r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, check=True,
-                       universal_newlines=True)
-    heavy = set(r.stdout.split())
-    assert not heavy & {"asyncssh", "cryptography", "asyncio", "subprocess"}, heavy
+    for argv in (["alice@login.example.edu:2222", "blahpd"], ["alice@[2001:db8::1]:22", "condor_ft-gahp"]):
+        # import, parse and compute the control path, as a warm launch does before it connects
+        code = ("import sys; import gahp.ssh.launcher as l; inv = l._args.parse(%r); "
+                "l.mux.control_path(inv, make_dir=False); l.mux.encode({'argv': %r, 'op': 'exec'}); "
+                "l.mux.MessageReader().feed(b'{\"ok\":true}\\n{\"err\":null,\"exit\":0}\\n'); "
+                "l._args.gridmanager_address({'CONDOR_INHERIT': '1 <10.0.0.5:9618?x> 0'}); "
+                "print(' '.join(m for m in %r if m in sys.modules))" % (argv, argv, heavy))
+        r = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, check=True,
+                           universal_newlines=True)
+        loaded = set(r.stdout.split())
+        # ipaddress only for a bracketed (IPv6) host
+        # ipaddress (with the functools it needs) only for a bracketed (IPv6) host
+        if "[" in argv[0]:
+            assert "ipaddress" in loaded and loaded <= {"ipaddress", "functools", "collections"}, loaded
+        else:
+            assert not loaded, loaded
+
+
+def _messages(n, seed):
+    import random
+    rnd = random.Random(seed)
+    texts = ["", "a", "ü", "\u2028", "\ud800", "\U0001f600", "\x00", "\n", "\"", "\\", "/", "\x7f",
+             "$x", " ", "<h:1>"]
+    scalars = [lambda: rnd.choice([True, False, None]),
+               lambda: rnd.choice([0, -1, 1, 255, 2 ** 63, -2 ** 70, 10 ** 17, 10 ** 19]),
+               lambda: "".join(rnd.choice(texts) for _ in range(rnd.randint(0, 4)))]
+    for _ in range(n):
+        msg = {}
+        for _ in range(rnd.randint(0, 4)):
+            key = rnd.choice(["v", "op", "argv", "fwd", "ok", "exit", "err", "ü", "\n", ""])
+            if rnd.random() < 0.3:
+                msg[key] = [rnd.choice(scalars)() for _ in range(rnd.randint(0, 3))]
+            else:
+                msg[key] = rnd.choice(scalars)()
+        yield msg
+    # shapes the hand-written path leaves to json
+    yield from [{"a": 1.5}, {"a": {"b": 1}}, {"a": [[1]]}, {1: 2}, {"a": (1, 2)}, {"a": float("nan")},
+                {True: None}, {"a": [1.0, -0.0]}]
+
+
+def test_hand_written_json_matches_json():
+    import json
+    import re
+    for msg in _messages(5000, 3):
+        want = json.dumps(msg, separators=(",", ":"), sort_keys=True)
+        assert lean_json.dumps(msg) == want, msg
+        assert lean_json.loads(want) == json.loads(want), want
+        if type(msg) is dict and all(type(k) is str and (type(v) is not float and type(v) is not dict)
+                                     for k, v in msg.items()) and "[[" not in want and "." not in want \
+                and not re.search("[0-9]{19}", want):   # longer integers are left to json
+            assert lean_json._loads_compact(want) == json.loads(want), want   # no json on this path
+
+
+@pytest.mark.parametrize("text", [
+    "{}", "{ }", " {}", "{}\t", "{\"a\":1,}", "{\"a\":01}", "{\"a\":-}", "{\"a\":1e5}", "{\"a\":1.0}",
+    "{\"a\":-0}", "{\"a\":tru}", "{\"a\":truex}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[]}",
+    "{\"a\":[}", "{\"a\":\"\\ud800\"}", "{\"a\":\"x\ny\"}", "{\"a\":\"\\q\"}", "{\"a\":1}x",
+    "{\"a\":1,\"a\":2}", "{\"a\"1}", "{a:1}", "{\"a\":NaN}", "{\"a\":-Infinity}", "\ufeff{}",
+    "{\"a\":" + "9" * 30 + "}", "{\"a\":" + "9" * 5000 + "}", "[1]", "1", "\"s\"", "", "{\"a\":\"",
+    "{\"a\":[1,2", "{\"a\"", "{\"", "{",
+])
+def test_loads_is_json_loads(text):
+    import json
+    try:
+        want = ("ok", json.loads(text))
+    except ValueError as e:
+        want = ("err", type(e), str(e))
+    try:
+        got = ("ok", lean_json.loads(text))
+    except ValueError as e:
+        got = ("err", type(e), str(e))
+    assert got == want

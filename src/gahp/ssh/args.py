@@ -26,10 +26,13 @@ Kept as remote_gahp does it, although odd:
 """
 from __future__ import annotations
 
-import ipaddress
-import re
-import shlex
-from typing import Dict, List, Optional, Tuple
+# The launcher parses its command line on every GAHP start: no typing, re, shlex or ipaddress at
+# import time (re alone drags in enum, functools and collections). The host syntax is matched by
+# plain string code equivalent to remote_gahp's regex; ipaddress is imported for bracketed hosts
+# only, re and shlex by the remote-command builder (master side).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 BLAHPD = "blahpd"
 FT_GAHP = "condor_ft-gahp"
@@ -38,12 +41,21 @@ _GAHP_KEYWORDS = {"blahpd": BLAHPD, "batch_gahp": BLAHPD, FT_GAHP: FT_GAHP}
 
 # remote_gahp HEAD (dotted user names since HTCONDOR-3581); every group is optional and an empty
 # group keeps the previous value (``${BASH_REMATCH[n]:-$OLD}``).
-_HOST_RE = re.compile(r"^(([A-Za-z_][A-Za-z0-9_.-]*)@)?([A-Za-z0-9.-]+)(:([0-9]*))?$")
-_HOST6_RE = re.compile(r"^(([A-Za-z_][A-Za-z0-9_.-]*)@)?\[([0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?)\](:([0-9]*))?$")
+#   ^(([A-Za-z_][A-Za-z0-9_.-]*)@)?([A-Za-z0-9.-]+)(:([0-9]*))?$
+# and, for IPv6 (ours),
+#   ^(([A-Za-z_][A-Za-z0-9_.-]*)@)?\[([0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?)\](:([0-9]*))?$
+# are matched by _parse_host with string operations (see there).
+_ALPHA = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_DIGITS = "0123456789"
+_USER_FIRST = _ALPHA + "_"
+_USER_CHARS = _ALPHA + _DIGITS + "_.-"
+_HOST_CHARS = _ALPHA + _DIGITS + ".-"
+_ADDR6_CHARS = _DIGITS + "ABCDEFabcdef:."
+_ZONE_CHARS = _USER_CHARS
 
 # Characters that need no quoting in the remote shell; ``~`` stays bare so it expands remotely.
-_SAFE_PATH_RE = re.compile(r"^[A-Za-z0-9_./~-]*$")
-_TILDE_PREFIX_RE = re.compile(r"^~[A-Za-z0-9_.-]*/")
+_SAFE_PATH_RE = r"[A-Za-z0-9_./~-]*"  # whole string (fullmatch): a trailing newline needs quoting too
+_TILDE_PREFIX_RE = r"^~[A-Za-z0-9_.-]*/"
 
 _PROG = "gahp-ssh"
 
@@ -145,20 +157,40 @@ def usage() -> str:
     ).format(p=_PROG)
 
 
+def _only(text: str, chars: str) -> bool:
+    """Every character of ``text`` is in ``chars`` (a regex ``[...]*``); True for ""."""
+    return not text.strip(chars)
+
+
 def _parse_host(token: str) -> Optional[Tuple[str, str, str]]:
-    """(user, host, port) strings ("" = not given) or None when the token is not a host."""
-    m = _HOST_RE.match(token)
-    if m:
-        return m.group(2) or "", m.group(3), m.group(5) or ""
-    m = _HOST6_RE.match(token)
-    if m:
-        addr = m.group(3)
+    """(user, host, port) strings ("" = not given) or None when the token is not a host.
+
+    The regexes above, by hand: none of their classes holds ``@``, ``:`` (outside the brackets),
+    ``[``, ``]`` or a newline, so the token splits at those characters without backtracking, and
+    ``$`` also matches before one final newline, as in Python's ``re``.
+    """
+    if token.endswith("\n"):
+        token = token[:-1]
+    user, at, rest = token.rpartition("@")
+    if at and not (user[:1] and user[0] in _USER_FIRST and _only(user[1:], _USER_CHARS)):
+        return None     # an "@" the user group cannot take: neither regex matches
+    if rest.startswith("["):
+        addr, close, port = rest[1:].partition("]")
+        if not close or (port and not (port[0] == ":" and _only(port[1:], _DIGITS))):
+            return None
+        ip, pct, zone = addr.partition("%")
+        if not (ip and _only(ip, _ADDR6_CHARS)) or (pct and not (zone and _only(zone, _ZONE_CHARS))):
+            return None
+        import ipaddress
         try:
-            ipaddress.IPv6Address(addr.split("%", 1)[0])
+            ipaddress.IPv6Address(ip)
         except ValueError:
             return None
-        return m.group(2) or "", addr, m.group(6) or ""
-    return None
+        return user, addr, port[1:]
+    host, colon, port = rest.partition(":")
+    if not (host and _only(host, _HOST_CHARS)) or (colon and not _only(port, _DIGITS)):
+        return None
+    return user, host, port
 
 
 def _seconds(opt: str, value: str, positive: bool = False) -> float:
@@ -298,9 +330,11 @@ def parse(argv: List[str]) -> Invocation:
 
 def _shell_path(path: str) -> str:
     """A path as one word for the remote bash, quoted only when needed, ``~user/`` left bare."""
-    if _SAFE_PATH_RE.match(path):
+    import re
+    import shlex
+    if re.fullmatch(_SAFE_PATH_RE, path):
         return path
-    m = _TILDE_PREFIX_RE.match(path)
+    m = re.match(_TILDE_PREFIX_RE, path)
     head = m.group(0) if m else ""
     tail = path[len(head):]
     return head + (shlex.quote(tail) if tail else "")
@@ -331,6 +365,7 @@ def remote_command(inv: Invocation, forward_port: Optional[int] = None) -> str:
         else:
             # an admin-given command string (--rgahp-script): run as is, like remote_gahp
             words.append(inv.gahp)
+    import shlex
     words.extend(shlex.quote(a) for a in inv.gahp_args)
     bash = "/bin/bash -l -c " if inv.login else "/bin/bash -c "
     return bash + _single_quoted(" ".join(words))
@@ -351,8 +386,10 @@ def gridmanager_address(environ: Dict[str, str]) -> Tuple[str, int, Optional[str
     if not inherit:
         return _BOGUS + ("CONDOR_INHERIT not defined, using bogus value 127.0.0.1:12345 "
                          "for gridmanager address",)
-    m = re.search(r"<([^?>]*)", inherit)
-    addr = m.group(1) if m else ""
+    # re.search(r"<([^?>]*)", inherit): from the first "<" up to "?" or ">"
+    addr = inherit.partition("<")[2]
+    for stop in "?>":
+        addr = addr.partition(stop)[0]
     parsed = _split_hostport(addr)
     if parsed is None:
         return _BOGUS + ("CONDOR_INHERIT has no usable gridmanager address (%r), using bogus value "
@@ -361,10 +398,21 @@ def gridmanager_address(environ: Dict[str, str]) -> Tuple[str, int, Optional[str
 
 
 def _split_hostport(addr: str) -> Optional[Tuple[str, int]]:
-    m = re.match(r"^\[([^\]]+)\]:([0-9]+)$", addr) or re.match(r"^([^:\[\]]+):([0-9]+)$", addr)
-    if not m:
+    # ^\[([^\]]+)\]:([0-9]+)$ or ^([^:\[\]]+):([0-9]+)$ ("$" also before one final newline)
+    if addr.endswith("\n"):
+        addr = addr[:-1]
+    if addr.startswith("["):
+        host, close, port = addr[1:].partition("]")
+        if not close or "]" in host or not port.startswith(":"):
+            return None
+        port = port[1:]
+    else:
+        host, _, port = addr.partition(":")
+        if "[" in host or "]" in host:
+            return None
+    if not host or not port or not _only(port, _DIGITS):
         return None
-    port = int(m.group(2))
-    if not 0 < port < 65536:
+    p = int(port)
+    if not 0 < p < 65536:
         return None
-    return m.group(1), port
+    return host, p

@@ -10,16 +10,22 @@ Exit codes as ``ssh``: the GAHP's own status, 255 for SSH-level failures, 1 for 
 from __future__ import annotations
 
 import errno
-import fcntl
-import json
 import os
-import signal
-import socket
 import sys
 import time
-# typing costs ~8 ms at start-up and the launcher runs once per GAHP: annotations only
+
+# The launcher runs once per GAHP and a warm start is little more than this import: the Python
+# wrappers ``socket`` and ``signal`` (enum, functools, collections: ~4 ms) are replaced by their C
+# cores, json/typing/re are not imported at all (tests/unit/test_ssh_mux.py guards the list).
+try:
+    import _signal as _sig
+    import _socket
+except ImportError:  # pragma: no cover - other Python builds
+    import signal as _sig
+    import socket as _socket
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from socket import socket
     from typing import Any, Dict, List, Optional, Tuple
 
 from gahp.ssh import args as _args
@@ -64,8 +70,8 @@ def _rvgahp(inv: Any) -> int:
 
 # --- the shared master --------------------------------------------------------------------------
 
-def _try_connect(path: str) -> Optional[socket.socket]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _try_connect(path: str) -> Optional[socket]:
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
         return s
@@ -119,6 +125,7 @@ def _spawn_master(argv: List[str], path: str, timeout: float) -> Dict[str, Any]:
             p.wait(timeout=5)  # the intermediate process exits at once (double fork)
         except subprocess.TimeoutExpired:
             pass
+    import json
     try:
         msg = json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
         if isinstance(msg, dict):
@@ -128,11 +135,12 @@ def _spawn_master(argv: List[str], path: str, timeout: float) -> Dict[str, Any]:
     return {"ok": False, "spawn": True, "err": "the control master exited during start-up (see %s.log)" % path}
 
 
-def _master_socket(inv: Any, argv: List[str], path: str) -> Tuple[Optional[socket.socket], Optional[Dict[str, Any]]]:
+def _master_socket(inv: Any, argv: List[str], path: str) -> Tuple[Optional[socket], Optional[Dict[str, Any]]]:
     """(socket, None) connected to a running master, or (None, failure record)."""
     s = _try_connect(path)
     if s is not None:
         return s, None
+    import fcntl
     try:
         lock = open(path + ".lock", "a")
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -194,15 +202,15 @@ def _through_master(inv: Any, argv: List[str], fwd: Optional[Tuple[str, int]], p
 
     def on_signal(signum: int, frame: Any) -> None:
         try:
-            sock.send(mux.encode({"op": "signal", "name": "TERM"}), socket.MSG_DONTWAIT)
+            sock.send(mux.encode({"op": "signal", "name": "TERM"}), _socket.MSG_DONTWAIT)
         except OSError:
             pass
         raise _Stop()
 
-    with sock:
+    try:   # _socket.socket has no context manager
         try:
-            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                signal.signal(sig, on_signal)
+            for sig in (_sig.SIGTERM, _sig.SIGHUP, _sig.SIGINT):
+                _sig.signal(sig, on_signal)
             try:
                 mux.send_msg(sock, {"v": mux.VERSION, "op": "exec", "argv": list(argv),
                                     "fwd": list(fwd) if fwd else None}, fds=[0, 1, 2])
@@ -237,12 +245,15 @@ def _through_master(inv: Any, argv: List[str], fwd: Optional[Tuple[str, int]], p
                         return int(m["exit"])
         except _Stop:
             return EXIT_SSH
+    finally:
+        sock.close()
 
 
 # --- in this process ----------------------------------------------------------------------------
 
 def _direct(inv: Any, fwd: Optional[Tuple[str, int]]) -> int:
     import asyncio
+    import signal
 
     from gahp.ssh import connect as _connect
     from gahp.ssh import session as _session

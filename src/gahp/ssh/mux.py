@@ -20,14 +20,23 @@ Imported by the launcher on every GAHP start, so it stays small and stdlib-only.
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
 import stat
-import struct
+
+from .lean_json import dumps, loads
+
+# The launcher imports this module on every GAHP start, so the import is kept to C modules:
+# ``socket`` and ``json`` (each pulling in enum, re, functools, collections: ~8 ms together) are
+# imported only where the master needs them (messages: lean_json). ``_socket`` is the C type ``socket.socket`` derives
+# from; every function here accepts either.
+try:
+    import _socket
+except ImportError:  # pragma: no cover - other Python builds
+    import socket as _socket
 # typing costs ~8 ms at start-up and the launcher runs once per GAHP: annotations only
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 try:
@@ -48,7 +57,7 @@ class ProtocolError(Exception):
 
 
 def encode(msg: Dict[str, Any]) -> bytes:
-    data = json.dumps(msg, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
+    data = dumps(msg).encode("utf-8") + b"\n"
     if len(data) > MAX_MESSAGE:
         raise ProtocolError("message too long (%d bytes)" % len(data))
     return data
@@ -72,7 +81,7 @@ class MessageReader:
             line = bytes(self._buf[:i])
             del self._buf[:i + 1]
             try:
-                msg = json.loads(line.decode("utf-8"))
+                msg = loads(line.decode("utf-8"))
             except ValueError as e:
                 raise ProtocolError("bad message: %s" % e) from None
             if not isinstance(msg, dict):
@@ -88,7 +97,9 @@ def send_msg(sock: socket.socket, msg: Dict[str, Any], fds: Sequence[int] = ()) 
     """Blocking send; the fds ride on the first byte of the message."""
     data = encode(msg)
     if fds:
-        n = socket.send_fds(sock, [data], list(fds))
+        # socket.send_fds, without importing socket
+        from array import array
+        n = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array("i", list(fds)))])
         data = data[n:]
     if data:
         sock.sendall(data)
@@ -97,6 +108,7 @@ def send_msg(sock: socket.socket, msg: Dict[str, Any], fds: Sequence[int] = ()) 
 def recv_some(sock: socket.socket, size: int = 65536) -> Tuple[bytes, List[int]]:
     """One recvmsg: (bytes, fds received with them). Unwanted fds beyond MAX_FDS are closed by the
     kernel's truncation (MSG_CTRUNC) and reported as an error by the caller's validation."""
+    import socket
     data, fds, flags, _addr = socket.recv_fds(sock, size, MAX_FDS)
     if flags & getattr(socket, "MSG_CTRUNC", 0):
         for fd in fds:
@@ -107,6 +119,8 @@ def recv_some(sock: socket.socket, size: int = 65536) -> Tuple[bytes, List[int]]
 
 def peer_uid(sock: socket.socket) -> Optional[int]:
     """The connecting process's uid (SO_PEERCRED, Linux), None where the platform lacks it."""
+    import socket
+    import struct
     opt = getattr(socket, "SO_PEERCRED", None)
     if opt is None:
         return None
