@@ -167,12 +167,13 @@ async def probe(conn: Any, inv: Any, base: str, python: Optional[str], out: Out)
     return p
 
 
-async def _write_atomic(sftp: Any, path: str, data: bytes, mode: int) -> None:
+async def _replace(sftp: Any, path: str, mode: int, fill: Callable[[str], Awaitable[None]]) -> None:
+    """``fill(tmp)`` writes a temporary file beside ``path``, which then replaces ``path`` in one
+    rename: a blahpd starting meanwhile sees the old file or the new one, never half of one."""
     d, name = path.rsplit("/", 1)
     tmp = "%s/.%s.tmp-%s" % (d, name, secrets.token_hex(4))
     try:
-        async with sftp.open(tmp, "wb") as f:
-            await f.write(data)
+        await fill(tmp)
         await sftp.chmod(tmp, mode)
         await _rename(sftp, tmp, path)
     except BaseException:
@@ -181,6 +182,22 @@ async def _write_atomic(sftp: Any, path: str, data: bytes, mode: int) -> None:
         except Exception:
             pass
         raise
+
+
+async def _write_atomic(sftp: Any, path: str, data: bytes, mode: int) -> None:
+    async def fill(tmp: str) -> None:
+        async with sftp.open(tmp, "wb") as f:
+            await f.write(data)
+    await _replace(sftp, path, mode, fill)
+
+
+async def _put_atomic(sftp: Any, local: str, path: str, mode: int,
+                      before_rename: Optional[Callable[[str], Awaitable[None]]] = None) -> None:
+    async def fill(tmp: str) -> None:
+        await sftp.put(local, tmp)
+        if before_rename is not None:
+            await before_rename(tmp)
+    await _replace(sftp, path, mode, fill)
 
 
 async def _rename(sftp: Any, src: str, dst: str) -> None:
@@ -192,24 +209,6 @@ async def _rename(sftp: Any, src: str, dst: str) -> None:
         if await sftp.exists(dst):
             await sftp.remove(dst)
         await sftp.rename(src, dst)
-
-
-async def _put_atomic(sftp: Any, local: str, path: str, mode: int,
-                      before_rename: Optional[Callable[[str], Awaitable[None]]] = None) -> None:
-    d, name = path.rsplit("/", 1)
-    tmp = "%s/.%s.tmp-%s" % (d, name, secrets.token_hex(4))
-    try:
-        await sftp.put(local, tmp)
-        if before_rename is not None:
-            await before_rename(tmp)
-        await sftp.chmod(tmp, mode)
-        await _rename(sftp, tmp, path)
-    except BaseException:
-        try:
-            await sftp.remove(tmp)
-        except Exception:
-            pass
-        raise
 
 
 async def _read_head(sftp: Any, path: str, size: int = 4096) -> bytes:

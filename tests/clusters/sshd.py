@@ -577,3 +577,15 @@ def sshd_fixture(tmp_path_factory, max_sessions=None, max_startups=None, extra_c
 def sshd(tmp_path_factory):
     """The session's sshd with the default configuration (sshd's own session/start-up limits)."""
     yield from sshd_fixture(tmp_path_factory)
+
+
+@pytest.fixture
+def own_sshd(tmp_path_factory):
+    """A server for one test, for the tests that break or stop it (rotate its host key, stop it)."""
+    require_sshd_support()
+    server = new_sshd()
+    server.start()
+    try:
+        yield server
+    finally:
+        discard_sshd(server, tmp_path_factory)

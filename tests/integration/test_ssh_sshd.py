@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.clusters.sshd import discard_sshd, new_sshd, require_sshd_support, sshd, sshd_fixture  # noqa: F401
+from tests.clusters.sshd import own_sshd, sshd, sshd_fixture  # noqa: F401
 from tests.ssh_helpers import (BANNER, FAKE_GAHP, Gahp, launcher_argv, launcher_env, master_pids, private_home,
                                run_launcher)
 
@@ -202,17 +202,6 @@ def test_wrong_key(sshd, remote, home, tmp_path, share):  # noqa: F811
     while master_pids(home) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert master_pids(home) == []
-
-
-@pytest.fixture
-def own_sshd(tmp_path_factory):
-    require_sshd_support()
-    server = new_sshd()
-    server.start()
-    try:
-        yield server
-    finally:
-        discard_sshd(server, tmp_path_factory)
 
 
 def test_changed_host_key(own_sshd, remote, home):

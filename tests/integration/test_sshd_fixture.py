@@ -12,24 +12,12 @@ import time
 import pytest
 
 from tests.clusters.sshd import (TEST_USER, _descendants, _is_live, discard_sshd, new_sshd,  # noqa: F401
-                                 require_sshd_support, sshd, sshd_fixture)
+                                 own_sshd, require_sshd_support, sshd, sshd_fixture)
 
 
 @pytest.fixture(scope="module")
 def limited_sshd(tmp_path_factory):
     yield from sshd_fixture(tmp_path_factory, max_sessions=1, max_startups="3:50:5")
-
-
-@pytest.fixture
-def own_sshd(tmp_path_factory):
-    """A server for one test, for the tests that break or stop it."""
-    require_sshd_support()
-    server = new_sshd()
-    server.start()
-    try:
-        yield server
-    finally:
-        discard_sshd(server, tmp_path_factory)
 
 
 def ssh(server, *cmd, **kwargs):
