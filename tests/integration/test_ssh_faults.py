@@ -137,6 +137,11 @@ class FaultServer:
                 if words[0] == "EXIT":
                     process.exit(int(words[1]))
                     return
+                if words[0] == "FREEZE":
+                    # the host stops answering (the network black-holes, the machine hangs):
+                    # nothing arrives and nothing is closed, keepalive requests included
+                    time.sleep(float(words[1]))
+                    continue
                 process.stdout.write(("S " + " ".join(words[1:]) + "\n").encode())
 
     def stop(self):
@@ -201,6 +206,23 @@ def test_connection_dropped_mid_session(server, home, share):
         assert rc == 255, g.stderr_lines
         assert time.monotonic() - t0 < 5
         assert any("the connection was lost" in line for line in g.stderr_lines), g.stderr_lines
+    finally:
+        g.kill()
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["direct", "shared"])
+def test_a_host_that_stops_answering_is_given_up_by_keepalive(server, home, share):
+    # no FIN, no RST: only keepalives notice; 3 unanswered ones at 1 s end the GAHP with 255
+    g = Gahp(argv(server, "--keepalive", "1", share=share), launcher_env(home))
+    try:
+        assert g.readline() == BANNER
+        t0 = time.monotonic()
+        g.send("FREEZE 8")  # the server thread sleeps; teardown waits for it to wake
+        rc = g.wait(timeout=7.5)
+        assert rc == 255, g.stderr_lines
+        assert time.monotonic() - t0 < 7
+        assert any("the connection was lost" in line or "keepalive" in line.lower() for line in g.stderr_lines), \
+            g.stderr_lines
     finally:
         g.kill()
 
