@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from tests.clusters.slurm import free_port_base, in_ci, tail_file, wait_for
+from tests.clusters.sharing import Shared, require
+from tests.clusters.slurm import free_port_base, tail_file, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_SCRIPT = os.path.join(HERE, "sge-up.sh")
@@ -66,13 +67,7 @@ def missing_requirements():
 
 def require_cell_support():
     """Skip on a developer machine without Grid Engine; fail in CI, where a skip would hide a broken install."""
-    missing = missing_requirements()
-    if not missing:
-        return
-    reason = "Grid Engine test cell needs " + "; ".join(missing)
-    if in_ci():
-        pytest.fail(reason + " [CI is set: the install step should have provided them]", pytrace=False)
-    pytest.skip(reason)
+    require("Grid Engine test cell", missing_requirements())
 
 
 class SgeCell:
@@ -155,46 +150,31 @@ class SgeCell:
 
 # --- pytest fixtures ---------------------------------------------------------------------------
 
-# Importing a session fixture into several test modules gives each its own definition: the cell is
-# shared here, counted by users, so that one session starts one cell.
-_shared = {}
-_failed = {}
+_cells = Shared("the Grid Engine test cell")
 
 
 def sge_cell_fixture(tmp_path_factory):
     """Body of a session fixture: yields the session's cell, stopped after its last user is torn
     down. Skips (fails under CI) when Grid Engine is not installed."""
     require_cell_support()
-    if "cell" in _failed:
-        pytest.fail("the Grid Engine test cell failed to start earlier in this session: %s" % _failed["cell"],
-                    pytrace=False)
-    if "cell" not in _shared:
+
+    def start():
         directory = tempfile.mkdtemp(prefix="pyblahp-sge-", dir="/tmp")
         os.chmod(directory, 0o755)
         cell = SgeCell(directory)
-        try:
-            cell.start()
-        except Exception as e:
-            _failed["cell"] = e
-            raise
-        _shared["cell"] = [cell, 0]
-    entry = _shared["cell"]
-    entry[1] += 1
-    try:
-        yield entry[0]
-    finally:
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _shared["cell"]
-            cell = entry[0]
-            if cell.stop():
-                # keep the logs of the session next to pytest's other temp files
-                keep = tmp_path_factory.mktemp("sge-logs")
-                for name in ("up.log", "down.log", "init.log", "spool/qmaster/messages"):
-                    src = os.path.join(cell.directory, name)
-                    if os.path.exists(src):
-                        shutil.copy(src, str(keep))
-                shutil.rmtree(cell.directory, ignore_errors=True)
+        cell.start()
+        return cell
+
+    def stop(cell):
+        if cell.stop():
+            # keep the logs of the session next to pytest's other temp files
+            keep = tmp_path_factory.mktemp("sge-logs")
+            for name in ("up.log", "down.log", "init.log", "spool/qmaster/messages"):
+                src = os.path.join(cell.directory, name)
+                if os.path.exists(src):
+                    shutil.copy(src, str(keep))
+            shutil.rmtree(cell.directory, ignore_errors=True)
+    yield from _cells.use("cell", start, stop)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ import time
 
 import pytest
 
+from tests.clusters.sharing import Shared, require
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_SCRIPT = os.path.join(HERE, "slurm-up.sh")
 DOWN_SCRIPT = os.path.join(HERE, "slurm-down.sh")
@@ -73,19 +75,9 @@ def missing_requirements(with_dbd=True):
     return missing
 
 
-def in_ci():
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def require_cluster_support(with_dbd=True):
     """Skip on a developer machine without Slurm; fail in CI, where a skip would hide a broken install."""
-    missing = missing_requirements(with_dbd)
-    if not missing:
-        return
-    reason = "Slurm test cluster needs " + "; ".join(missing)
-    if in_ci():
-        pytest.fail(reason + " [CI is set: the install step should have provided them]", pytrace=False)
-    pytest.skip(reason)
+    require("Slurm test cluster", missing_requirements(with_dbd))
 
 
 def _port_free(port):
@@ -309,39 +301,20 @@ class SlurmCluster:
 
 # --- pytest fixtures ---------------------------------------------------------------------------
 
-# Importing a session fixture into several test modules gives each module its own fixture
-# definition, hence its own set-up: clusters are therefore shared here, counted by users, so that
-# one session starts one cluster per configuration.
-_shared = {}
-_failed = {}  # a start that failed is not retried by every further module
+_clusters = Shared("the Slurm test cluster")
 
 
 def slurm_cluster_fixture(tmp_path_factory, with_dbd=True, min_job_age=None):
     """Body of a session fixture: yields the session's cluster of this configuration, stopped
     after its last user is torn down. Skips (fails under CI) when Slurm is not installed."""
     require_cluster_support(with_dbd)
-    key = (with_dbd, min_job_age)
-    if key in _failed:
-        pytest.fail("the Slurm test cluster failed to start earlier in this session: %s" % _failed[key],
-                    pytrace=False)
-    if key not in _shared:
+
+    def start():
         directory = tmp_path_factory.mktemp("slurm-dbd" if with_dbd else "slurm")
         cluster = SlurmCluster(directory, free_port_base(), with_dbd=with_dbd, min_job_age=min_job_age)
-        try:
-            cluster.start()
-        except Exception as e:
-            _failed[key] = e
-            raise
-        _shared[key] = [cluster, 0]
-    entry = _shared[key]
-    entry[1] += 1
-    try:
-        yield entry[0]
-    finally:
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _shared[key]
-            entry[0].stop()
+        cluster.start()
+        return cluster
+    yield from _clusters.use((with_dbd, min_job_age), start, lambda cluster: cluster.stop())
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,8 @@ import time
 
 import pytest
 
-from tests.clusters.slurm import free_port_base, in_ci, tail_file
+from tests.clusters.sharing import Shared, require
+from tests.clusters.slurm import free_port_base, tail_file
 
 DEBIAN_PACKAGES = "openssh-server openssh-client"
 SSHD = "/usr/sbin/sshd"
@@ -86,13 +87,7 @@ def missing_requirements(user=TEST_USER):
 
 def require_sshd_support(user=TEST_USER):
     """Skip on a developer machine without OpenSSH; fail in CI, where a skip would hide a broken install."""
-    missing = missing_requirements(user)
-    if not missing:
-        return
-    reason = "sshd test server needs " + "; ".join(missing)
-    if in_ci():
-        pytest.fail(reason + " [CI is set: the install step should have provided them]", pytrace=False)
-    pytest.skip(reason)
+    require("sshd test server", missing_requirements(user))
 
 
 def _shadow_password(user):
@@ -520,10 +515,7 @@ class Sshd:
 
 # --- pytest fixtures ---------------------------------------------------------------------------
 
-# Importing a session fixture into several test modules gives each its own definition: servers are
-# shared here, counted by users, so that one session starts one server per configuration.
-_shared = {}
-_failed = {}
+_servers = Shared("the test sshd")
 
 
 def new_sshd(**kwargs):
@@ -551,26 +543,13 @@ def sshd_fixture(tmp_path_factory, max_sessions=None, max_startups=None, extra_c
     """Body of a session fixture: yields the session's server of this configuration, stopped after
     its last user is torn down. Skips (fails under CI) when OpenSSH is not installed."""
     require_sshd_support()
-    key = (max_sessions, None if max_startups is None else str(max_startups), tuple(extra_config))
-    if key in _failed:
-        pytest.fail("the test sshd failed to start earlier in this session: %s" % _failed[key], pytrace=False)
-    if key not in _shared:
+
+    def start():
         server = new_sshd(max_sessions=max_sessions, max_startups=max_startups, extra_config=extra_config)
-        try:
-            server.start()
-        except Exception as e:
-            _failed[key] = e
-            raise
-        _shared[key] = [server, 0]
-    entry = _shared[key]
-    entry[1] += 1
-    try:
-        yield entry[0]
-    finally:
-        entry[1] -= 1
-        if entry[1] == 0:
-            del _shared[key]
-            discard_sshd(entry[0], tmp_path_factory)
+        server.start()
+        return server
+    key = (max_sessions, None if max_startups is None else str(max_startups), tuple(extra_config))
+    yield from _servers.use(key, start, lambda server: discard_sshd(server, tmp_path_factory))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from tests.clusters.slurm import SlurmCluster, free_port_base, require_cluster_support
-from tests.clusters.slurm import in_ci
+from tests.clusters.sharing import in_ci
 from tests.clusters.sshd import sshd  # noqa: F401
 from tests.ssh_helpers import private_home
 from tests.conftest import BANNER_LINE, COMMANDS_REPLY

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from tests.clusters.slurm import in_ci, slurm_cluster  # noqa: F401
+from tests.clusters.sharing import in_ci
+from tests.clusters.slurm import slurm_cluster  # noqa: F401
 from tests.gahp_client import GahpClient, ad, env_for
 
 pytestmark = pytest.mark.pbs_over_slurm
