@@ -14,6 +14,12 @@ def in_ci():
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def search_path():
+    """PATH plus the sbin directories: daemons live there, not on a normal user's PATH."""
+    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(path + [d for d in ("/usr/sbin", "/sbin") if d not in path])
+
+
 def require(what, missing):
     """Skip on a developer machine lacking ``missing`` (strings); fail in CI, where a skip would
     hide a broken install."""

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from tests.clusters.sharing import Shared, require
+from tests.clusters.sharing import Shared, require, search_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_SCRIPT = os.path.join(HERE, "slurm-up.sh")
@@ -55,16 +55,10 @@ _CLIENT_ENV_PREFIXES = ("SLURM_", "SBATCH_", "SALLOC_", "SRUN_", "SQUEUE_", "SAC
                         "SCONTROL_", "SCANCEL_", "SACCTMGR_")
 
 
-def _search_path():
-    # Daemons live in /usr/sbin, which is not on a normal user's PATH.
-    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    return os.pathsep.join(path + [d for d in ("/usr/sbin", "/sbin") if d not in path])
-
-
 def missing_requirements(with_dbd=True):
     """What this machine lacks to run the cluster, as human-readable strings (empty: all there)."""
     missing = []
-    path = _search_path()
+    path = search_path()
     names = BINARIES + (DBD_BINARIES if with_dbd else ())
     absent = [n for n in names if shutil.which(n, path=path) is None]
     if absent:
@@ -157,7 +151,7 @@ class SlurmCluster:
         self.min_job_age = min_job_age
         self.conf = os.path.join(self.directory, "slurm.conf")
         env = {k: v for k, v in os.environ.items() if not k.startswith(_CLIENT_ENV_PREFIXES)}
-        env["PATH"] = _search_path()
+        env["PATH"] = search_path()
         env["SLURM_CONF"] = self.conf
         self.env = env
         self.start_seconds = None

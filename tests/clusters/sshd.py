@@ -41,7 +41,7 @@ import time
 
 import pytest
 
-from tests.clusters.sharing import Shared, require
+from tests.clusters.sharing import Shared, require, search_path
 from tests.clusters.slurm import free_port_base, tail_file
 
 DEBIAN_PACKAGES = "openssh-server openssh-client"
@@ -59,15 +59,10 @@ _CONNECTION_RE = re.compile(r"^Connection from \S+ port \d+ on ", re.M)
 _LOGIN_RE = re.compile(r"^Accepted publickey for (\S+) from ", re.M)
 
 
-def _search_path():
-    path = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    return os.pathsep.join(path + [d for d in ("/usr/sbin", "/sbin") if d not in path])
-
-
 def missing_requirements(user=TEST_USER):
     """What this machine lacks to run the server, as human-readable strings (empty: all there)."""
     missing = []
-    path = _search_path()
+    path = search_path()
     absent = [n for n in CLIENT_BINARIES if shutil.which(n, path=path) is None]
     if not os.access(SSHD, os.X_OK):
         absent.append(SSHD)
@@ -109,7 +104,7 @@ def ensure_test_user(user=TEST_USER):
     makes them); ``*`` unlocks without allowing any password. Serialised by a lock file because
     pytest workers start their servers at the same time and useradd fails on a busy /etc/passwd.
     """
-    path = _search_path()
+    path = search_path()
     with open(USER_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -260,7 +255,7 @@ class Sshd:
                 os.unlink(p)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
                        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       env=dict(os.environ, PATH=_search_path()))
+                       env=dict(os.environ, PATH=search_path()))
 
     def _prepare(self):
         entry = ensure_test_user(self.user)
