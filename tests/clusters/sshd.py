@@ -372,24 +372,32 @@ class Sshd:
         """Stop the listener and every session it started (safe to call more than once).
 
         sshd's listener exits on SIGTERM but leaves open sessions running; their processes are
-        found as the listener's descendants before it goes, not by name.
+        found as the listener's descendants, not by name. They are frozen (SIGSTOP) until no new
+        one appears, so that a session being set up cannot fork one more past the kill, then
+        killed: a test server needs no graceful exit.
         """
         t0 = time.monotonic()
         pid = self.pid()
         if pid is not None:
-            victims = [pid] + _descendants(pid)
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                for p in victims:
+            victims = set()
+            while True:
+                new = {p for p in [pid] + _descendants(pid) if _is_live(p)} - victims
+                if not new:
+                    break
+                for p in new:
                     try:
-                        os.kill(p, sig)
+                        os.kill(p, signal.SIGSTOP)
                     except OSError:
                         pass
-                deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5)
-                while any(_is_live(p) for p in victims) and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                victims = [p for p in victims if _is_live(p)]
-                if not victims:
-                    break
+                victims |= new
+            for p in victims:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + timeout
+            while any(_is_live(p) for p in victims) and time.monotonic() < deadline:
+                time.sleep(0.05)
         try:
             os.unlink(self.pid_file)
         except OSError:

@@ -168,12 +168,13 @@ def test_stop_leaves_no_process(own_sshd):
     held = subprocess.Popen(own_sshd.ssh_argv("sleep 60"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
+        for _ in range(200):
             kids = _descendants(pid)
-            if len(kids) >= 2:  # the session's monitor and the user's process
+            if any(_cmdline(k) == b"sleep\x0060\x00" for k in kids):  # the user's command runs
                 break
             time.sleep(0.1)
-        assert kids, "session did not start"
+        else:
+            pytest.fail("the session's command did not start: %r" % [_cmdline(k) for k in kids])
         own_sshd.stop()
         assert own_sshd.pid() is None
         assert not os.path.exists(own_sshd.pid_file)
@@ -184,3 +185,11 @@ def test_stop_leaves_no_process(own_sshd):
         held.kill()
         held.wait()
     own_sshd.stop()  # idempotent
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
