@@ -537,3 +537,140 @@ def test_missing_key_file_falls_back_to_defaults(server, home):
     assert r.returncode == 255
     line = r.stderr.decode().strip()
     assert "authentication failed (tried the agent and the default keys; key %s does not exist)" % missing in line
+
+
+def _master_log_lines(home, pattern="*.log"):
+    """Lines of the master logs under the test's HOME (the control dir), waiting briefly for them."""
+    lines = []
+    deadline = time.monotonic() + 5
+    while True:
+        lines = []
+        for p in sorted(pathlib.Path(home).rglob(pattern)):
+            lines.extend(p.read_text(encoding="utf-8", errors="replace").splitlines())
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def _kv(line):
+    """key=value fields of one structlog line (values as rendered: strings quoted)."""
+    import shlex
+    out = {}
+    for tok in shlex.split(line):
+        k, sep, v = tok.partition("=")
+        if sep:
+            out[k] = v
+    return out
+
+
+def test_master_log_has_bound_launch_fields(server, home):
+    """The shared master logs key=value lines through structlog; each launch's lines carry the
+    launch id, target, gahp name and connection id, and connection events carry the target."""
+    env = launcher_env(home)
+    for _ in range(2):
+        r = run_launcher(argv(server), env, input=b"QUIT\n")
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == b""
+    target = "tester@127.0.0.1:%d" % server.port
+    deadline = time.monotonic() + 5
+    while True:
+        lines = _master_log_lines(home)
+        ends = [_kv(x) for x in lines if "event='session end'" in x]
+        if len(ends) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(ends) == 2, lines
+    for i, f in enumerate(ends, 1):
+        assert f["launch"] == str(i), f
+        assert f["target"] == target, f
+        assert f["gahp"] == "fakegahp", f  # --rgahp-script names what runs
+        assert f["conn"] == "1", f
+        assert f["rc"] == "0", f
+        assert f["level"] == "info" and f["timestamp"], f
+    launch1 = [_kv(x) for x in lines if " launch=1 " in " %s " % x]
+    assert {f["event"] for f in launch1} >= {"launch", "session open", "session end"}, lines
+    connected = [_kv(x) for x in lines if "event='connected'" in x]
+    assert len(connected) == 1 and connected[0]["target"] == target and connected[0]["conn"] == "1", lines
+    # structlog only: no stdlib-formatted lines
+    assert all(x.startswith("timestamp=") for x in lines), lines
+
+
+def test_master_log_connection_lost_and_limit(server, home):
+    """Connection events: a limit learned and a dropped connection are logged with the target."""
+    server.limit = 1
+    env = launcher_env(home)
+    gs = [Gahp(argv(server), env) for _ in range(2)]
+    try:
+        for g in gs:
+            assert g.readline() == BANNER, g.stderr_lines
+        gs[0].send("DROP")
+        assert gs[0].wait(timeout=15) == 255
+        gs[1].send("QUIT")
+        gs[1].wait(timeout=15)
+    finally:
+        for g in gs:
+            g.kill()
+    target = "tester@127.0.0.1:%d" % server.port
+    deadline = time.monotonic() + 5
+    while True:
+        lines = _master_log_lines(home)
+        events = [_kv(x) for x in lines]
+        names = {f.get("event") for f in events}
+        if {"limit learned", "connection lost"} <= names or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert {"limit learned", "connection lost"} <= names, lines
+    for f in events:
+        if f.get("event") in ("limit learned", "connection lost", "connected"):
+            assert f["target"] == target and f["conn"], f
+
+
+def test_master_log_file_rotates(tmp_path):
+    """The master's log writer rotates past its size limit, keeping one ``.1``."""
+    from gahp.ssh import logfile
+    path = str(tmp_path / "m.log")
+    f = logfile.RotatingFile(path, max_bytes=100)
+    try:
+        for i in range(30):
+            f.write("line %02d %s\n" % (i, "x" * 20))
+    finally:
+        f.close()
+    assert os.path.getsize(path) <= 100 + 30
+    assert os.path.getsize(path + ".1") <= 100 + 30
+    assert not os.path.exists(path + ".2")
+    kept = (pathlib.Path(path + ".1").read_text() + pathlib.Path(path).read_text()).splitlines()
+    assert kept[-1].startswith("line 29 ")
+    assert [int(x.split()[1]) for x in kept] == list(range(int(kept[0].split()[1]), 30))
+
+
+def test_master_logger_writes_kv_and_forwards_stdlib(tmp_path, capsys):
+    """The structlog sink: key=value lines with bound fields; asyncssh warnings forwarded (not to
+    stderr), its info dropped."""
+    import logging
+    from gahp.ssh import logfile
+    path = str(tmp_path / "m.log")
+    saved = logfile.SINK.file
+    saved_loggers = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                         logging.getLogger(n).propagate) for n in ("gahp.ssh", "asyncssh")}
+    try:
+        logfile.setup(path, max_bytes=1 << 20)
+        logfile.get_logger(target="u@h:22").bind(launch=7, gahp="blahpd", conn=3).info("launch")
+        logging.getLogger("asyncssh").info("chatty")
+        logging.getLogger("asyncssh").warning("something %s", "odd")
+        logfile.SINK.file.close()
+    finally:
+        logfile.SINK.file = saved
+        for n, (hs, lv, prop) in saved_loggers.items():
+            lg = logging.getLogger(n)
+            lg.handlers[:] = hs
+            lg.setLevel(lv)
+            lg.propagate = prop
+    lines = pathlib.Path(path).read_text().splitlines()
+    assert len(lines) == 2, lines
+    f = _kv(lines[0])
+    assert (f["level"], f["event"], f["target"], f["launch"], f["gahp"], f["conn"]) == \
+        ("info", "launch", "u@h:22", "7", "blahpd", "3"), lines
+    g = _kv(lines[1])
+    assert (g["level"], g["event"], g["logger"]) == ("warning", "something odd", "asyncssh"), lines
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""

@@ -13,14 +13,15 @@ pooled connection with the launcher's own fds, and sends back the exit code.
   requests during a back-off get the last error at once.
 * Exits after ``persist`` idle seconds, or on SIGTERM (ending every session).
 * stdio is /dev/null and no inherited fd is kept (OpenSSH bz#1988: a daemon holding a caller's
-  stderr makes readers wait for EOF until it exits). It logs to ``<control path>.log``.
+  stderr makes readers wait for EOF until it exits). It logs to ``<control path>.log`` (structlog
+  ``key=value`` lines, rotated at 1 MiB, see ``logfile``): connection events with ``target``, each
+  launch's lines with ``launch``, ``target``, ``gahp`` and ``conn`` bound (grep ``launch=N``).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import socket
@@ -32,10 +33,11 @@ import asyncssh
 
 from gahp.ssh import args as _args
 from gahp.ssh import connect as _connect
+from gahp.ssh import logfile as _logfile
 from gahp.ssh import mux
 from gahp.ssh import session as _session
 
-log = logging.getLogger("gahp.ssh.master")
+log = _logfile.get_logger()
 
 OPEN_CONNECT_FAILED = 2
 BACKOFF_MAX = 60.0
@@ -88,6 +90,9 @@ class Master:
         self._listener: Optional[socket.socket] = None
         self._sock_ino: Optional[int] = None
         self.ready_fd: Optional[int] = None
+        self.log = _logfile.get_logger(pid=os.getpid(), target=inv.target)
+        self._launches = 0
+        self._conn_watchers: Set["asyncio.Task[None]"] = set()
 
     def tell(self, msg: Dict[str, Any]) -> None:
         """Report start-up success or failure to the launcher that spawned us (once)."""
@@ -108,14 +113,29 @@ class Master:
             delay = min(BACKOFF_MAX, 2.0 ** (self.failures - 1))
             self.retry_at = time.monotonic() + delay
             self.last_error = _connect.describe(e, self.inv)
-            log.warning("connect failed (%d in a row, next try in %g s): %s", self.failures, delay,
-                        self.last_error)
+            self.log.warning("connect failed", failures=self.failures, backoff=delay,
+                             error=self.last_error)
             raise ConnectFailed(self.last_error) from None
         self.failures = 0
         p = Pooled(conn)
         self.pool.append(p)
-        log.info("connected: %r", p)
+        self.log.info("connected", conn=p.id, pool=len(self.pool))
+        t = asyncio.get_running_loop().create_task(self._log_lost(p))
+        self._conn_watchers.add(t)
+        t.add_done_callback(self._conn_watchers.discard)
         return p
+
+    async def _log_lost(self, p: Pooled) -> None:
+        """One line when a pooled connection ends (``lost`` unless the master is stopping)."""
+        try:
+            await p.conn.wait_closed()
+        except Exception:
+            pass
+        reason = getattr(p.conn.get_owner(), "lost_reason", None)
+        if self.stopping is not None and self.stopping.is_set():
+            self.log.info("connection closed", conn=p.id)
+        else:
+            self.log.warning("connection lost", conn=p.id, sessions=p.sessions, reason=reason)
 
     async def acquire(self, exclude: Set[int]) -> Pooled:
         """A connection with room for one more session (its count already raised)."""
@@ -141,16 +161,26 @@ class Master:
         if not p.alive and p in self.pool:
             self.pool.remove(p)
 
-    async def serve(self, inv: Any, fds: List[int], fwd: Optional[Tuple[str, int]]) -> Tuple[int, Optional[str]]:
-        """Run one GAHP: (exit code, error line for the launcher or None)."""
+    async def serve(self, inv: Any, fds: List[int], fwd: Optional[Tuple[str, int]],
+                    logs: Optional[List[Any]] = None) -> Tuple[int, Optional[str]]:
+        """Run one GAHP: (exit code, error line for the launcher or None).
+
+        ``logs``: a one-item list holding the launch's bound logger; the connection id is bound
+        into it (in place) once the session has a connection, for the caller's later lines.
+        """
+        logs = logs if logs is not None else [self.log]
+        rlog = logs[0]
         tried: Set[int] = set()
         last = ""
         for _attempt in range(MAX_OPEN_ATTEMPTS):
             try:
                 p = await self.acquire(tried)
             except ConnectFailed as e:
+                rlog.warning("no connection", error=e.line)
                 return _connect.EXIT_SSH, e.line
+            clog = logs[0] = rlog.bind(conn=p.id)
             try:
+                clog.info("session open", sessions=p.sessions, limit=p.limit)
                 rc = await _session.run(p.conn, inv, fds, forward=fwd)
                 return rc, None
             except _session.SessionOpenError as e:
@@ -158,19 +188,22 @@ class Master:
                 last = e.line
                 others = p.sessions - 1
                 if not p.alive:
-                    log.info("%r died while opening a session: %s", p, e.line)
+                    clog.info("connection lost while opening a session", error=e.line)
                     tried.add(p.id)
                     continue
                 if (isinstance(cause, asyncssh.ChannelOpenError) and cause.code == OPEN_CONNECT_FAILED
                         and others >= 1):
                     p.limit = others if p.limit is None else min(p.limit, others)
-                    log.info("server refused session %d on %r (%s): limit learned", others + 1, p, cause.reason)
+                    self.log.info("limit learned", conn=p.id, limit=p.limit, reason=cause.reason)
+                    clog.info("session refused: retrying on another connection", limit=p.limit)
                     tried.add(p.id)
                     continue
+                clog.warning("session open failed", error=e.line)
                 return _connect.EXIT_SSH, e.line
             finally:
                 self.release(p)
         # connections that keep dying (or refusing) under us: give up rather than loop
+        rlog.warning("giving up after %d session attempts" % MAX_OPEN_ATTEMPTS, error=last)
         return _connect.EXIT_SSH, last
 
     # --- clients -------------------------------------------------------------------------------
@@ -225,35 +258,41 @@ class Master:
         fds: List[int] = []
         work: Optional["asyncio.Task[Tuple[int, Optional[str]]]"] = None
         watch: Optional["asyncio.Task[str]"] = None
+        self._launches += 1
+        rlog = self.log.bind(launch=self._launches)
+        logs = [rlog]
         try:
             sock.setblocking(False)
             uid = mux.peer_uid(sock)
             if uid is not None and uid != os.getuid():
-                log.warning("refused a client of uid %d", uid)
+                rlog.warning("refused a client", uid=uid)
                 return
             try:
                 msg, fds, reader = await asyncio.wait_for(self._recv_first(sock), FIRST_MESSAGE_TIMEOUT)
             except (mux.ProtocolError, OSError, asyncio.TimeoutError) as e:
-                log.warning("bad client: %s", e)
+                rlog.warning("bad client", error=str(e))
                 return
             if msg.get("op") != "exec" or len(fds) != 3 or not isinstance(msg.get("argv"), list):
+                rlog.warning("bad request", op=msg.get("op"), fds=len(fds))
                 await self._reply(sock, {"exit": 255, "err": "gahp-ssh: bad request to the control master"})
                 return
             try:
                 inv = _args.parse([str(a) for a in msg["argv"]])
             except (_args.UsageError, _args.HelpRequested) as e:
+                rlog.warning("bad arguments", error=str(e))
                 await self._reply(sock, {"exit": 1, "err": "gahp-ssh: %s" % e})
                 return
             fwd = msg.get("fwd")
             fwd_t = (str(fwd[0]), int(fwd[1])) if fwd else None
             # From here on the launcher must not retry elsewhere: its GAHP is ours.
             await self._reply(sock, {"ok": True})
-            log.info("session start: %s%s", inv.gahp, " fwd %s:%d" % fwd_t if fwd_t else "")
-            work = loop.create_task(self.serve(inv, fds, fwd_t))
+            rlog = logs[0] = rlog.bind(target=inv.target, gahp=inv.gahp)
+            rlog.info("launch", fwd="%s:%d" % fwd_t if fwd_t else None)
+            work = loop.create_task(self.serve(inv, fds, fwd_t, logs))
             watch = loop.create_task(self._watch(sock, reader))
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
             if not work.done():
-                log.info("launcher gone (%s): stopping its session", watch.result())
+                logs[0].info("launcher gone: stopping its session", why=watch.result())
                 work.cancel()
                 try:
                     await work
@@ -263,9 +302,10 @@ class Master:
             else:
                 watch.cancel()
                 rc, err = work.result()
-            log.info("session end: %s rc=%d%s", inv.gahp, rc, " (%s)" % err if err else "")
+            logs[0].info("session end", rc=rc, error=err)
             await self._reply(sock, {"exit": rc, "err": err})
         except asyncio.CancelledError:
+            logs[0].info("master stopping: ending the session")
             # SIGTERM: asyncio.wait does not cancel what it waits for; the session must end first
             # (TERM to the remote process), then the launcher hears why.
             for t in (work, watch):
@@ -277,7 +317,7 @@ class Master:
                                      % self.inv.target})
             raise
         except Exception:
-            log.exception("client handler failed")
+            logs[0].exception("client handler failed")
             await self._reply(sock, {"exit": 255, "err": "gahp-ssh: internal error in the control master "
                                      "(see %s.log)" % self.path})
         finally:
@@ -305,7 +345,7 @@ class Master:
 
     def _idle_exit(self) -> None:
         if self.active == 0 and self.stopping is not None:
-            log.info("idle for %g s: exiting", self.inv.persist)
+            self.log.info("idle: exiting", persist=self.inv.persist)
             self.stopping.set()
 
     def _client_done(self, task: "asyncio.Task[None]") -> None:
@@ -319,7 +359,7 @@ class Master:
             try:
                 csock, _ = await loop.sock_accept(lsock)
             except OSError as e:
-                log.warning("accept failed: %s", e)
+                self.log.warning("accept failed", error=str(e))
                 await asyncio.sleep(0.1)
                 continue
             self.active += 1
@@ -373,7 +413,7 @@ class Master:
                        "err": "gahp-ssh: cannot listen on %s: %s" % (self.path, e)})
             return _connect.EXIT_SSH
         self.tell({"ok": True, "pid": os.getpid()})
-        log.info("listening on %s (pid %d, persist %g s)", self.path, os.getpid(), self.inv.persist)
+        self.log.info("listening", path=self.path, persist=self.inv.persist)
         accept = loop.create_task(self._accept_loop(lsock))
         self._arm_idle()
         await self.stopping.wait()
@@ -392,7 +432,7 @@ class Master:
                 await asyncio.wait_for(p.conn.wait_closed(), 2)
             except (asyncio.TimeoutError, OSError, asyncssh.Error):
                 pass
-        log.info("exit")
+        self.log.info("exit")
         return 0
 
 
@@ -463,15 +503,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if ns.daemon:
         _daemonize(ns.ready_fd)
         os.chdir("/")
-    handler = logging.FileHandler(ns.control_path + ".log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger("gahp.ssh")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    alog = logging.getLogger("asyncssh")
-    alog.addHandler(handler)
-    alog.setLevel(logging.WARNING)
-    alog.propagate = False
+    _logfile.setup(ns.control_path + ".log")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     master = Master(inv, ns.control_path)
@@ -479,7 +511,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return asyncio.run(master.main())
     except Exception:
-        log.exception("master failed")
+        log.exception("master failed", pid=os.getpid(), target=inv.target)
         master.tell({"ok": False, "rc": 255, "err": "gahp-ssh: control master failed (see %s.log)"
                      % ns.control_path})
         return 255
