@@ -1,0 +1,351 @@
+"""A synchronous GAHP client over a child process, and the ``-c 'cmd; cmd'`` runner.
+
+    client = ShellClient(["blahpd"], env=env)   # reads the banner, turns ASYNC_MODE_ON on
+    outcome = client.execute("status local/20250101/123")
+    print(outcome.render())
+    client.close()
+
+The server is started from an argv list (never through a shell). A reader thread turns its
+stdout into lines; everything else happens in the caller's thread. ``R`` lines are swallowed
+wherever they appear and answered with ``RESULTS``; result lines are filed by request id.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, TextIO, Union
+
+from gahp.escaping import read_argv
+from gahp.shell.lines import LineMaker, Request, UsageError, parse_result, render_result, split_commands
+
+DEFAULT_SERVER = ["blahpd"]
+REPLY_TIMEOUT = 20.0     # the gridmanager's GRIDMANAGER_GAHP_RESPONSE_TIMEOUT
+RESULT_TIMEOUT = 240.0   # protocol.md section 8: every accepted request has its result by then
+POLL_EVERY = 5.0         # RESULTS also polled this often while waiting (an R may be missed)
+
+
+class GahpError(Exception):
+    """Base class of the client's errors."""
+
+
+class ServerDied(GahpError):
+    """The server exited (or closed its output) while the client needed it."""
+
+    def __init__(self, message: str, status: Optional[int]):
+        super().__init__(message)
+        self.status = status
+
+
+class GahpTimeout(GahpError):
+    """No reply / result within the timeout."""
+
+
+class ProtocolError(GahpError):
+    """The server wrote something the protocol does not allow here."""
+
+
+def describe_status(status: Optional[int]) -> str:
+    if status is None:
+        return "server closed its output"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "signal %d" % -status
+        return "server exited with status %d (killed by %s)" % (status, name)
+    return "server exited with status %d" % status
+
+
+@dataclass
+class Outcome:
+    """What one typed command produced."""
+    request: Request
+    reply: str = ""                                       # the return line (decoded text)
+    results: List[List[str]] = field(default_factory=list)  # result fields, in ``expect`` order
+
+    @property
+    def ok(self) -> bool:
+        """Return line ``S`` and every result code 0."""
+        if not self.reply.startswith("S"):
+            return False
+        return all(len(r) > 1 and r[1] == "0" for r in self.results)
+
+    def render(self) -> str:
+        if not self.request.is_async or not self.reply.startswith("S"):
+            return " ".join(read_argv(self.reply)) if self.reply else ""
+        return "\n".join(render_result(self.request, r) for r in self.results)
+
+
+class ShellClient:
+    def __init__(self, argv: Sequence[str] = DEFAULT_SERVER, env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[str] = None, reply_timeout: float = REPLY_TIMEOUT, async_mode: bool = True,
+                 stderr=None, first_id: int = 1):
+        self.argv = list(argv)
+        self.reply_timeout = reply_timeout
+        self.maker = LineMaker(first_id)
+        self.results: Dict[str, List[str]] = {}
+        self.pending: Dict[str, str] = {}          # reqid -> command, still without a result
+        self.transcript: List[tuple] = []          # (">" | "<", line) as sent / received
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._r_seen = False
+        self._closed = False
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=stderr if stderr is not None else subprocess.DEVNULL,
+                                         env=env, cwd=cwd)
+        except OSError as e:
+            raise ServerDied("cannot start %s: %s" % (self.argv[0], e.strerror or e), None) from None
+        self._reader = threading.Thread(target=self._read, name="gahp-shell-reader", daemon=True)
+        self._reader.start()
+        self.banner = self._next_line(reply_timeout, "the banner")
+        if not self.banner.startswith("$GahpVersion"):
+            raise ProtocolError("unexpected banner: %r" % self.banner)
+        if async_mode:
+            reply = self.sync("ASYNC_MODE_ON")
+            if not reply.startswith("S"):
+                raise ProtocolError("ASYNC_MODE_ON refused: %r" % reply)
+
+    # -- lines --------------------------------------------------------------------------
+    def _read(self) -> None:
+        try:
+            for raw in self.proc.stdout:
+                self._lines.put(raw.decode("utf-8", "surrogateescape"))
+        except (OSError, ValueError):
+            pass
+        self._lines.put(None)
+
+    def _died(self, waiting_for: str) -> ServerDied:
+        try:
+            status = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            status = None
+        return ServerDied("%s while waiting for %s" % (describe_status(status), waiting_for), status)
+
+    def _next_line(self, timeout: float, waiting_for: str) -> str:
+        """The next line from the server (R included), CRLF removed."""
+        try:
+            line = self._lines.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            raise GahpTimeout("no reply within %.1f s while waiting for %s" % (timeout, waiting_for)) from None
+        if line is None:
+            self._lines.put(None)       # later calls see the EOF too
+            raise self._died(waiting_for)
+        line = line.rstrip("\r\n")
+        self.transcript.append(("<", line))
+        return line
+
+    def _send(self, line: str, waiting_for: str) -> None:
+        self.transcript.append((">", line))
+        try:
+            self.proc.stdin.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise self._died(waiting_for) from None
+
+    def _reply(self, waiting_for: str, timeout: Optional[float] = None) -> str:
+        """The next non-``R`` line (an ``R`` is remembered and answered later)."""
+        deadline = time.monotonic() + (self.reply_timeout if timeout is None else timeout)
+        while True:
+            line = self._next_line(deadline - time.monotonic(), waiting_for)
+            if line == "R":
+                self._r_seen = True
+                continue
+            return line
+
+    # -- requests -----------------------------------------------------------------------
+    def sync(self, line: str) -> str:
+        """Send a synchronous command, return its reply line (``RESULTS`` blocks are filed)."""
+        name = line.split(" ", 1)[0].upper()
+        self._send(line, "the reply to %s" % name)
+        reply = self._reply("the reply to %s" % name)
+        if name == "RESULTS":
+            self._file_results(reply)
+        return reply
+
+    def _file_results(self, reply: str) -> int:
+        fields = read_argv(reply)
+        if len(fields) != 2 or fields[0] != "S" or not fields[1].isdigit():
+            raise ProtocolError("bad RESULTS reply: %r" % reply)
+        n = int(fields[1])
+        for _ in range(n):
+            row = parse_result(self._reply("result lines of RESULTS"))
+            if row:
+                self.results[row[0]] = row
+                self.pending.pop(row[0], None)
+        return n
+
+    def poll(self) -> int:
+        """Send RESULTS, file the lines; returns how many arrived."""
+        self._r_seen = False
+        self._send("RESULTS", "the reply to RESULTS")
+        return self._file_results(self._reply("the reply to RESULTS"))
+
+    def send(self, request: Request) -> str:
+        """Send a request, return its return line."""
+        what = ("request %s (%s)" % (request.reqid, request.command)) if request.is_async else \
+            "the reply to %s" % request.command
+        self._send(request.line, what)
+        reply = self._reply(what)
+        if request.command == "RESULTS" and not request.is_async:
+            self._file_results(reply)
+        if request.is_async and reply.startswith("S"):
+            for rid in request.expect:
+                self.pending[rid] = request.command
+        return reply
+
+    def wait(self, reqid: str, timeout: float = RESULT_TIMEOUT, command: Optional[str] = None) -> List[str]:
+        """The result fields of request ``reqid``, polling on ``R`` (and every few seconds)."""
+        command = command or self.pending.get(reqid, "?")
+        what = "request %s (%s)" % (reqid, command)
+        deadline = time.monotonic() + timeout
+        next_poll = time.monotonic() + POLL_EVERY
+        while reqid not in self.results:
+            now = time.monotonic()
+            if self._r_seen or now >= next_poll:
+                self._r_seen = False
+                self._send("RESULTS", what)
+                self._file_results(self._reply(what))
+                next_poll = time.monotonic() + POLL_EVERY
+                continue
+            if now >= deadline:
+                raise GahpTimeout("no result for %s within %.1f s" % (what, timeout))
+            try:
+                line = self._next_line(min(deadline, next_poll) - now, what)
+            except GahpTimeout:
+                continue
+            if line == "R":
+                self._r_seen = True
+            else:
+                raise ProtocolError("unexpected line while waiting for %s: %r" % (what, line))
+        self.pending.pop(reqid, None)
+        return self.results.pop(reqid)
+
+    def execute(self, text: str, timeout: float = RESULT_TIMEOUT) -> Optional[Outcome]:
+        """Run one typed command: build, send, wait for every result. None for an empty line."""
+        request = self.maker.make(text)
+        if request is None:
+            return None
+        return self.run_request(request, timeout)
+
+    def run_request(self, request: Request, timeout: float = RESULT_TIMEOUT) -> Outcome:
+        outcome = Outcome(request, self.send(request))
+        if request.is_async and outcome.reply.startswith("S"):
+            deadline = time.monotonic() + timeout
+            for rid in request.expect:
+                outcome.results.append(self.wait(rid, max(deadline - time.monotonic(), 0.0), request.command))
+        if request.command == "QUIT" and outcome.reply.startswith("S"):
+            self._closed = True
+        return outcome
+
+    # -- end ----------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, timeout: float = 30.0) -> Optional[int]:
+        """Close stdin (the normal end of a session) and wait for the server."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            try:
+                self.proc.stdout.close()
+            except OSError:
+                pass
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_script(commands: Union[str, Sequence[str]], client: Optional[ShellClient] = None,
+               server: Sequence[str] = DEFAULT_SERVER, env: Optional[Dict[str, str]] = None,
+               out: Optional[TextIO] = None, err: Optional[TextIO] = None,
+               timeout: float = RESULT_TIMEOUT) -> int:
+    """Run typed commands in order, print each result; 0 if every reply is ``S`` and every
+    result code 0, 1 otherwise, 2 on a usage error or when the server dies / cannot start.
+
+    ``commands`` is a ``-c`` script (``;``-separated) or a list of typed commands. Without
+    ``client`` a server is started from ``server`` and closed at the end."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        items = split_commands(commands) if isinstance(commands, str) else list(commands)
+        # check every command first: a typo must not leave half a script executed
+        check = LineMaker()
+        for c in items:
+            check.make(c)
+    except UsageError as e:
+        print("gahp-shell: %s" % e, file=err)
+        return 2
+    own = client is None
+    status = 0
+    try:
+        if own:
+            client = ShellClient(server, env=env)
+        for text in items:
+            try:
+                outcome = client.execute(text, timeout)
+            except UsageError as e:       # e.g. submit -f of an unreadable file
+                print("gahp-shell: %s" % e, file=err)
+                return 2
+            except GahpTimeout as e:
+                print("gahp-shell: %s" % e, file=err)
+                status = 1
+                continue
+            if outcome is None:
+                continue
+            text_out = outcome.render()
+            if text_out:
+                print(text_out, file=out)
+            if not outcome.ok:
+                status = 1
+            if outcome.request.command == "QUIT":
+                break
+    except (ServerDied, ProtocolError) as e:
+        print("gahp-shell: %s" % e, file=err)
+        return 2
+    finally:
+        if own and client is not None:
+            client.close()
+    return status
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="gahp-shell", description="Admin shell for a GAHP server (blahpd).")
+    p.add_argument("-c", dest="script", required=True,
+                   help="commands separated by ';' (interactive mode is not implemented yet)")
+    p.add_argument("--server", default=os.environ.get("GAHP_SHELL_SERVER", "blahpd"),
+                   help="server command line, split like a shell would (default: blahpd)")
+    p.add_argument("--timeout", type=float, default=RESULT_TIMEOUT, help="seconds to wait for each result")
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:
+        return 2 if e.code else 0
+    return run_script(a.script, server=shlex.split(a.server), timeout=a.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
