@@ -9,13 +9,13 @@ import pytest
 
 from gahp.shell.client import ServerDied, ShellClient, main, run_script
 from gahp.shell.lines import parse_status
+from tests.conftest import blahpd_command
 
-BLAHPD = "/work/main/.venv/bin/blahpd"
 CONFIG = "supported_lrms=local\npyblahp_status_ttl_min=0.2\npyblahp_status_ttl_max=0.5\n"
 
 
 def server_argv():
-    return [BLAHPD] if os.path.exists(BLAHPD) else [os.sys.executable, "-m", "blahp"]
+    return blahpd_command()
 
 
 @pytest.fixture
