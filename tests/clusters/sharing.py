@@ -20,6 +20,15 @@ def search_path():
     return os.pathsep.join(path + [d for d in ("/usr/sbin", "/sbin") if d not in path])
 
 
+def is_live(pid):
+    # A zombie counts as gone: it serves nothing, yet kill(pid, 0) would still succeed.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def require(what, missing):
     """Skip on a developer machine lacking ``missing`` (strings); fail in CI, where a skip would
     hide a broken install."""

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from tests.clusters.sharing import Shared, require, search_path
+from tests.clusters.sharing import Shared, is_live, require, search_path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UP_SCRIPT = os.path.join(HERE, "slurm-up.sh")
@@ -97,15 +97,6 @@ def free_port_base(count=4, low=20000, high=30000):
         if all(_port_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no %d consecutive free ports in %d..%d" % (count, low, high))
-
-
-def _is_live(pid):
-    # A zombie counts as gone: it is not serving anything and kill(pid, 0) would still succeed.
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _read_proc(pid, what):
@@ -207,7 +198,7 @@ class SlurmCluster:
                 continue
             pid = int(entry)
             if (any(mark in a for a in _read_proc(pid, "cmdline")) or conf in _read_proc(pid, "environ")) \
-                    and _is_live(pid):
+                    and is_live(pid):
                 found.append(pid)
         return found
 
@@ -223,7 +214,7 @@ class SlurmCluster:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             return None
-        if _is_live(pid) and "SLURM_CONF=" + self.conf in _read_proc(pid, "environ"):
+        if is_live(pid) and "SLURM_CONF=" + self.conf in _read_proc(pid, "environ"):
             return pid
         return None
 
@@ -236,11 +227,11 @@ class SlurmCluster:
             return
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _is_live(pid) and time.monotonic() < deadline:
+        while is_live(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _is_live(pid):
+        if is_live(pid):
             os.kill(pid, signal.SIGKILL)
-            while _is_live(pid):
+            while is_live(pid):
                 time.sleep(0.1)
 
     def start_dbd(self, timeout=30):

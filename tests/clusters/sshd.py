@@ -41,7 +41,7 @@ import time
 
 import pytest
 
-from tests.clusters.sharing import Shared, require, search_path
+from tests.clusters.sharing import Shared, is_live, require, search_path
 from tests.clusters.slurm import free_port_base, tail_file
 
 DEBIAN_PACKAGES = "openssh-server openssh-client"
@@ -121,15 +121,6 @@ def ensure_test_user(user=TEST_USER):
             os.makedirs(entry.pw_dir, mode=0o755)
             os.chown(entry.pw_dir, entry.pw_uid, entry.pw_gid)
     return entry
-
-
-def _is_live(pid):
-    # A zombie counts as gone: it serves nothing, yet kill(pid, 0) would still succeed.
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _parent_pids():
@@ -364,7 +355,7 @@ class Sshd:
                 cmdline = f.read().decode("utf-8", "replace")
         except OSError:
             return None
-        if _is_live(pid) and self.config in cmdline:
+        if is_live(pid) and self.config in cmdline:
             return pid
         return None
 
@@ -381,7 +372,7 @@ class Sshd:
         if pid is not None:
             victims = set()
             while True:
-                new = {p for p in [pid] + _descendants(pid) if _is_live(p)} - victims
+                new = {p for p in [pid] + _descendants(pid) if is_live(p)} - victims
                 if not new:
                     break
                 for p in new:
@@ -396,7 +387,7 @@ class Sshd:
                 except OSError:
                     pass
             deadline = time.monotonic() + timeout
-            while any(_is_live(p) for p in victims) and time.monotonic() < deadline:
+            while any(is_live(p) for p in victims) and time.monotonic() < deadline:
                 time.sleep(0.05)
         try:
             os.unlink(self.pid_file)

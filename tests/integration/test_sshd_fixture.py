@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.clusters.sshd import (TEST_USER, _descendants, _is_live, discard_sshd, new_sshd,  # noqa: F401
+from tests.clusters.sharing import is_live
+from tests.clusters.sshd import (TEST_USER, _descendants, discard_sshd, new_sshd,  # noqa: F401
                                  own_sshd, require_sshd_support, sshd, sshd_fixture)
 
 
@@ -163,7 +164,7 @@ def test_rotated_host_key_fails_verification(own_sshd):
 
 def test_stop_leaves_no_process(own_sshd):
     pid = own_sshd.pid()
-    assert pid is not None and _is_live(pid)
+    assert pid is not None and is_live(pid)
     # an open session must not outlive the server either
     held = subprocess.Popen(own_sshd.ssh_argv("sleep 60"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -178,8 +179,8 @@ def test_stop_leaves_no_process(own_sshd):
         own_sshd.stop()
         assert own_sshd.pid() is None
         assert not os.path.exists(own_sshd.pid_file)
-        assert not _is_live(pid)
-        assert [k for k in kids if _is_live(k)] == []
+        assert not is_live(pid)
+        assert [k for k in kids if is_live(k)] == []
         assert held.wait(15) == 255  # the client sees its connection go
     finally:
         held.kill()
