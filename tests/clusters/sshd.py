@@ -123,6 +123,10 @@ def ensure_test_user(user=TEST_USER):
     return entry
 
 
+# what sshd logs when it exits during start-up (taken port, unusable host key, bad config)
+_FATAL_LOG = ("Cannot bind any address", "fatal:", "no hostkeys available")
+
+
 def _parent_pids():
     parents = {}
     for entry in os.listdir("/proc"):
@@ -192,6 +196,7 @@ class Sshd:
         self.start_seconds = None
         self.stop_seconds = None
         self._start_mark = 0
+        self.daemon = SSHD  # what start() runs (a test may put a slow stand-in in front of it)
 
     def __repr__(self):
         return "Sshd(%r, %d)" % (self.directory, self.port)
@@ -313,34 +318,54 @@ class Sshd:
         t0 = time.monotonic()
         self._prepare()
         self.check_config()
+        log_from = self.log_mark()
         try:
-            # sshd daemonises once its listening socket is bound and the pid file written, so a
-            # zero exit means the port is ours; the login below proves the whole chain (user
-            # unlocked, authorized keys readable, host key in known_hosts).
-            r = subprocess.run([SSHD, "-f", self.config, "-E", self.log], stdin=subprocess.DEVNULL,
+            # sshd daemonises before it binds (a taken port shows as "Bind to port ... failed"
+            # in its log, with exit status 0 here): the login below proves the whole chain (port
+            # ours, user unlocked, authorized keys readable, host key in known_hosts).
+            r = subprocess.run([self.daemon, "-f", self.config, "-E", self.log], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                                timeout=timeout, start_new_session=True)
             if r.returncode != 0:
                 raise RuntimeError("sshd -f %s failed (rc %d): %s\nits log:\n%s"
                                    % (self.config, r.returncode, r.stdout, tail_file(self.log)))
-            self._wait_for_login(t0 + timeout)
+            self._wait_for_login(t0 + timeout, log_from)
         except BaseException:
             self.stop()  # leave no daemon behind, also when interrupted (pytest-timeout)
             raise
         self._start_mark = self.log_mark()
         self.start_seconds = time.monotonic() - t0
 
-    def _wait_for_login(self, deadline):
+    def _wait_for_login(self, deadline, log_from=0):
+        # The daemon writes its pid file only after binding, and under load that can come well
+        # after `sshd` returned: a missing pid file means "not up yet", not "died", until the
+        # deadline -- or until the pid file has been seen, or the log says sshd gave up.
+        seen = False
         while True:
             r = subprocess.run(self.ssh_argv("true", options=("ConnectTimeout=5",)), stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                                timeout=max(1.0, deadline - time.monotonic()) + 5)
             if r.returncode == 0:
                 return
-            if time.monotonic() > deadline or self.pid() is None:
-                raise RuntimeError("no login to %r (ssh rc %d): %s\nsshd log:\n%s"
-                                   % (self, r.returncode, r.stdout.strip(), tail_file(self.log)))
+            running = self.pid() is not None
+            seen = seen or running
+            gave_up = any(m in self.log_text(log_from) for m in _FATAL_LOG)
+            if time.monotonic() > deadline or (seen and not running) or gave_up:
+                raise RuntimeError("no login to %r (ssh rc %d): %s\n%s\nsshd log:\n%s"
+                                   % (self, r.returncode, r.stdout.strip(), self._listener_state(),
+                                      tail_file(self.log)))
             time.sleep(0.1)
+
+    def _listener_state(self):
+        try:
+            with open(self.pid_file) as f:
+                recorded = f.read().strip()
+        except OSError as e:
+            return "no pid file (%s)" % e.strerror
+        if self.pid() is not None:
+            return "the listener (pid %s) is running" % recorded
+        return ("the listener (pid %s, from its pid file) is gone without a word in its log: "
+                "killed by a signal it cannot log (SIGKILL), maybe by someone holding a stale pid" % recorded)
 
     def pid(self):
         """The listener's pid from the pid file, if that process is alive and ours (pids get reused)."""

@@ -194,3 +194,37 @@ def _cmdline(pid):
             return f.read()
     except OSError:
         return b""
+
+
+def test_start_waits_for_a_daemon_slow_to_bind(tmp_path_factory):
+    # Under load the daemonised sshd may bind (and write its pid file) well after `sshd` has
+    # returned: start() must wait for it rather than call the missing pid file a dead server.
+    require_sshd_support()
+    server = new_sshd()
+    slow = os.path.join(server.directory, "slow-sshd")
+    with open(slow, "w") as f:
+        f.write('#!/bin/sh\n( sleep 1.5; exec %s "$@" ) </dev/null >/dev/null 2>&1 &\nexit 0\n' % server.daemon)
+    os.chmod(slow, 0o755)
+    server.daemon = slow
+    try:
+        server.start()
+        assert server.start_seconds >= 1.5
+        assert ssh(server, "true").returncode == 0
+    finally:
+        discard_sshd(server, tmp_path_factory)
+
+
+def test_start_fails_fast_when_the_port_is_taken(tmp_path_factory):
+    require_sshd_support()
+    server = new_sshd()
+    import socket
+    with socket.socket() as taken:
+        taken.bind((server.host, server.port))
+        taken.listen(1)
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(RuntimeError, match="Cannot bind any address"):
+                server.start()
+        finally:
+            discard_sshd(server, tmp_path_factory)
+        assert time.monotonic() - t0 < 20
