@@ -744,7 +744,7 @@ def _evict(world: core.World, job: Dict[str, Any]) -> None:
         world._signal_group(job, signal.SIGCONT)
         world._signal_group(job, signal.SIGKILL)
         deadline = time.time() + 10
-        while core._alive(int(started["runner"])) and time.time() < deadline:
+        while core._alive(int(started["runner"]), started.get("runner_start")) and time.time() < deadline:
             time.sleep(0.05)  # the runner records the dead payload; that record is not the end
     for suffix in ("started", "rc"):
         try:

@@ -177,7 +177,7 @@ class World:
             if now - job.get("runner_started", now) > 30:  # the runner never came up
                 self._finish(job, now, None, signal.SIGKILL)
             return
-        if not _alive(int(started["runner"])):  # the runner was killed: no result will come
+        if not _alive(int(started["runner"]), started.get("runner_start")):  # killed: no result will come
             self._finish(job, now, None, signal.SIGKILL)
             return
         if job.get("kill_at") is not None and now >= job["kill_at"]:
@@ -194,8 +194,13 @@ class World:
         started = _read_json(self.job_path(job["id"], "started"), None)
         if started is None:
             return False
+        # The leader's start time proves the group is still this job's: a pid freed long ago may
+        # belong to anything now (a zombie leader still holds its number, so it counts).
+        pgid = int(started["pgid"])
+        if _start_time(pgid, zombie_ok=True) != started.get("pgid_start"):
+            return False
         try:
-            os.killpg(int(started["pgid"]), sig)
+            os.killpg(pgid, sig)
             return True
         except (ProcessLookupError, PermissionError):
             return False
@@ -245,12 +250,23 @@ class World:
         return None
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int, zombie_ok: bool = False) -> Optional[str]:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22): with the
+    pid, it names one process for good, whereas a pid alone is reused."""
     try:
         with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == "Z" and not zombie_ok:
+        return None
+    return fields[19]
+
+
+def _alive(pid: int, start: Optional[str] = None) -> bool:
+    """Is ``pid`` a live process (not a zombie) -- the one that started at ``start``, if given?"""
+    now = _start_time(pid)
+    return now is not None and (start is None or now == start)
 
 
 @contextlib.contextmanager
@@ -376,7 +392,9 @@ def _run(state_dir: str, job_id: str) -> int:
     except OSError as e:
         _write_json(world.job_path(job_id, "rc"), {"returncode": 254, "error": str(e)})
         return 0
-    _write_json(world.job_path(job_id, "started"), {"runner": os.getpid(), "pgid": proc.pid, "at": time.time()})
+    _write_json(world.job_path(job_id, "started"), {"runner": os.getpid(), "runner_start": _start_time(os.getpid()),
+                                                    "pgid": proc.pid, "pgid_start": _start_time(proc.pid, True),
+                                                    "at": time.time()})
     rc = proc.wait()
     _write_json(world.job_path(job_id, "rc"), {"returncode": rc, "at": time.time()})
     return 0

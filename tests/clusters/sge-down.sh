@@ -6,7 +6,9 @@
 D=$(readlink -f "${1:?usage: sge-down.sh DIR}")
 R=$D/root
 
-# Ours: a process whose environment names this cell's SGE_ROOT (pid files outlive crashes).
+# Ours: a process whose environment names this cell's SGE_ROOT. Pid files outlive crashes, and a
+# pid freed while we wait below may be handed to a new process (pid_max is 32768 in small
+# containers): a pid is signalled only while it is ours, checked again right before the signal.
 ours() { tr '\0' '\n' 2>/dev/null < "/proc/$1/environ" | grep -q -x -F "SGE_ROOT=$R"; }
 qmaster=$(cat "$D/spool/qmaster/qmaster.pid" 2>/dev/null || true)
 execd=$(cat "$D/spool/execd/localhost/execd.pid" 2>/dev/null || true)
@@ -28,11 +30,14 @@ alive=""
 if [ -n "$pids" ]; then
   kill $pids 2>/dev/null
   for i in $(seq 1 80); do
-    alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && ours "$p" && alive="$alive $p"; done
     [ -z "$alive" ] && break; sleep 0.25
   done
 fi
-[ -n "$alive" ] && { kill -KILL $alive 2>/dev/null; sleep 0.5; echo "had to SIGKILL:$alive" >&2; }
+if [ -n "$alive" ]; then
+  killed=""; for p in $alive; do ours "$p" && kill -KILL "$p" 2>/dev/null && killed="$killed $p"; done
+  sleep 0.5; echo "had to SIGKILL:$killed" >&2
+fi
 
 # Leftover jobs: each runs under an sge_shepherd whose working directory is
 # DIR/spool/execd/localhost/active_jobs/<job>; end the shepherds and everything below them.

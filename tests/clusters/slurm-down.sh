@@ -9,26 +9,34 @@ if [ -f "$D/slurm.conf" ] && kill -0 "$(cat "$D/run/slurmctld.pid" 2>/dev/null)"
     [ -z "$(SLURM_CONF="$D/slurm.conf" timeout 5 squeue -h -t R,CG 2>/dev/null)" ] && break; sleep 0.25
   done
 fi
+# A pid file may outlive its daemon (e.g. after a crash), and a pid freed while we wait below may
+# be handed to a new process (pid_max is 32768 in small containers, and the suite forks fast):
+# a pid is signalled only while it is still ours -- DIR on its command line, or (slurmdbd)
+# SLURM_CONF in its environment -- checked again right before every signal.
+ours() {
+  tr '\0' '\n' 2>/dev/null < "/proc/$1/cmdline" | grep -q -F "$D/" \
+    || tr '\0' '\n' 2>/dev/null < "/proc/$1/environ" | grep -q -x -F "SLURM_CONF=$D/slurm.conf"
+}
 pids=""
 for f in run/slurmd run/slurmctld run/slurmdbd db/mysql run/mariadbd run/munged; do
   p=$(cat "$D/$f.pid" 2>/dev/null || true)
   [ -n "$p" ] || continue
-  # a pid file may outlive its daemon (e.g. after a crash): never signal a reused pid's new owner.
-  # Ours name DIR on their command line, or (slurmdbd) in SLURM_CONF in their environment.
-  tr '\0' '\n' 2>/dev/null < /proc/$p/cmdline | grep -q -F "$D/" \
-    || tr '\0' '\n' 2>/dev/null < /proc/$p/environ | grep -q -x -F "SLURM_CONF=$D/slurm.conf" || continue
+  ours "$p" || continue
   case " $pids " in *" $p "*) ;; *) pids="$pids $p";; esac
 done
 alive=""
 if [ -n "$pids" ]; then
   kill $pids 2>/dev/null
   for i in $(seq 1 60); do
-    alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+    alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && ours "$p" && alive="$alive $p"; done
     [ -z "$alive" ] && break; sleep 0.25
   done
 fi
 # slurmd ignores SIGTERM while it retries registering with a dead slurmctld
-[ -n "$alive" ] && { kill -KILL $alive 2>/dev/null; sleep 0.5; echo "had to SIGKILL:$alive" >&2; }
+if [ -n "$alive" ]; then
+  killed=""; for p in $alive; do ours "$p" && kill -KILL "$p" 2>/dev/null && killed="$killed $p"; done
+  sleep 0.5; echo "had to SIGKILL:$killed" >&2
+fi
 # leftover steps: job scripts run from DIR/spool; their parents are the slurmstepd processes
 left=""
 for c in /proc/[0-9]*/cmdline; do

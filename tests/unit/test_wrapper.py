@@ -161,8 +161,21 @@ def test_plain_exit_above_128_without_signal_is_not_a_signal_while_group_lives(t
     r = run(tmp_path, job, config)
     assert r.rc == 130
     assert r.record()["signal"] == "0"
+    # the watcher ends what the payload left behind once the wrapper exits (as a batch system
+    # would); the child must not be signalled from here: once reaped, its pid may be anyone's
     pid = int((iwd / "child.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while is_live(pid) and _cmdline(pid).startswith(b"sleep") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (is_live(pid) and _cmdline(pid).startswith(b"sleep")), "the payload's leftover child outlived the wrapper"
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _wait_for(path, timeout=20.0):
