@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from gahp.shell.client import ServerDied, ShellClient, main, run_script
+from gahp.shell.cli import main, run_script
+from gahp.shell.client import ServerDied, ShellClient
 from gahp.shell.lines import parse_status
 from tests.conftest import blahpd_command
 

@@ -1,4 +1,4 @@
-"""A synchronous GAHP client over a child process, and the ``-c 'cmd; cmd'`` runner.
+"""A synchronous GAHP client over a child process (gahp-shell's connection to its server).
 
     client = ShellClient(["blahpd"], env=env)   # reads the banner, turns ASYNC_MODE_ON on
     outcome = client.execute("status local/20250101/123")
@@ -6,25 +6,23 @@
     client.close()
 
 The server is started from an argv list (never through a shell). A reader thread turns its
-stdout into lines; everything else happens in the caller's thread. ``R`` lines are swallowed
-wherever they appear and answered with ``RESULTS``; result lines are filed by request id.
+stdout into lines; everything else happens in the thread holding ``lock``. ``R`` lines are
+swallowed wherever they appear and answered with ``RESULTS``; result lines are filed by request
+id (or handed to ``on_detached`` for requests nobody waits for).
 """
 from __future__ import annotations
 
-import argparse
-import os
+import functools
 import queue
-import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, TextIO, Union
+from typing import Dict, List, Optional, Sequence
 
 from gahp.escaping import read_argv
-from gahp.shell.lines import LineMaker, Request, UsageError, parse_result, render_result, split_commands
+from gahp.shell.lines import LineMaker, Request, parse_result, render_result
 
 DEFAULT_SERVER = ["blahpd"]
 REPLY_TIMEOUT = 20.0     # the gridmanager's GRIDMANAGER_GAHP_RESPONSE_TIMEOUT
@@ -52,6 +50,10 @@ class ProtocolError(GahpError):
     """The server wrote something the protocol does not allow here."""
 
 
+class Interrupted(GahpError):
+    """``interrupt`` was set while waiting for a result (Ctrl-C in the shell)."""
+
+
 def describe_status(status: Optional[int]) -> str:
     if status is None:
         return "server closed its output"
@@ -70,6 +72,7 @@ class Outcome:
     request: Request
     reply: str = ""                                       # the return line (decoded text)
     results: List[List[str]] = field(default_factory=list)  # result fields, in ``expect`` order
+    raw: List[str] = field(default_factory=list)            # the result lines as received
 
     @property
     def ok(self) -> bool:
@@ -84,6 +87,14 @@ class Outcome:
         return "\n".join(render_result(self.request, r) for r in self.results)
 
 
+def _locked(method):
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 class ShellClient:
     def __init__(self, argv: Sequence[str] = DEFAULT_SERVER, env: Optional[Dict[str, str]] = None,
                  cwd: Optional[str] = None, reply_timeout: float = REPLY_TIMEOUT, async_mode: bool = True,
@@ -92,15 +103,27 @@ class ShellClient:
         self.reply_timeout = reply_timeout
         self.maker = LineMaker(first_id)
         self.results: Dict[str, List[str]] = {}
+        self.raw: Dict[str, str] = {}              # reqid -> its result line as received
+        self.interrupt = threading.Event()         # set (e.g. by a SIGINT handler) to stop a wait
         self.pending: Dict[str, str] = {}          # reqid -> command, still without a result
         self.transcript: List[tuple] = []          # (">" | "<", line) as sent / received
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self._r_seen = False
         self._closed = False
+        # One conversation at a time: the interactive shell's idle poller and the command being
+        # typed both talk to the server, and a reply must reach whoever sent the request.
+        self.lock = threading.RLock()
+        # requests nobody waits for any more (sent with '&', or Ctrl-C while waiting): their
+        # results go to on_detached(command, fields) as they are filed
+        self.detached: Dict[str, str] = {}
+        self.on_detached = None
+        self._last_poll = time.monotonic()
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=stderr if stderr is not None else subprocess.DEVNULL,
-                                         env=env, cwd=cwd)
+                                         env=env, cwd=cwd,
+                                         # Ctrl-C at the shell's terminal is for the shell, not the server
+                                         start_new_session=True)
         except OSError as e:
             raise ServerDied("cannot start %s: %s" % (self.argv[0], e.strerror or e), None) from None
         self._reader = threading.Thread(target=self._read, name="gahp-shell-reader", daemon=True)
@@ -161,6 +184,7 @@ class ShellClient:
             return line
 
     # -- requests -----------------------------------------------------------------------
+    @_locked
     def sync(self, line: str) -> str:
         """Send a synchronous command, return its reply line (``RESULTS`` blocks are filed)."""
         name = line.split(" ", 1)[0].upper()
@@ -175,19 +199,29 @@ class ShellClient:
         if len(fields) != 2 or fields[0] != "S" or not fields[1].isdigit():
             raise ProtocolError("bad RESULTS reply: %r" % reply)
         n = int(fields[1])
-        for _ in range(n):
-            row = parse_result(self._reply("result lines of RESULTS"))
-            if row:
+        lines = [self._reply("result lines of RESULTS") for _ in range(n)]
+        self._last_poll = time.monotonic()
+        for line in lines:
+            row = parse_result(line)
+            if not row:
+                continue
+            self.pending.pop(row[0], None)
+            command = self.detached.pop(row[0], None)
+            if command is not None and self.on_detached is not None:
+                self.on_detached(command, row, line)
+            else:
                 self.results[row[0]] = row
-                self.pending.pop(row[0], None)
+                self.raw[row[0]] = line
         return n
 
+    @_locked
     def poll(self) -> int:
         """Send RESULTS, file the lines; returns how many arrived."""
         self._r_seen = False
         self._send("RESULTS", "the reply to RESULTS")
         return self._file_results(self._reply("the reply to RESULTS"))
 
+    @_locked
     def send(self, request: Request) -> str:
         """Send a request, return its return line."""
         what = ("request %s (%s)" % (request.reqid, request.command)) if request.is_async else \
@@ -201,6 +235,7 @@ class ShellClient:
                 self.pending[rid] = request.command
         return reply
 
+    @_locked
     def wait(self, reqid: str, timeout: float = RESULT_TIMEOUT, command: Optional[str] = None) -> List[str]:
         """The result fields of request ``reqid``, polling on ``R`` (and every few seconds)."""
         command = command or self.pending.get(reqid, "?")
@@ -208,6 +243,9 @@ class ShellClient:
         deadline = time.monotonic() + timeout
         next_poll = time.monotonic() + POLL_EVERY
         while reqid not in self.results:
+            if self.interrupt.is_set():
+                self.interrupt.clear()
+                raise Interrupted("stopped waiting for %s" % what)
             now = time.monotonic()
             if self._r_seen or now >= next_poll:
                 self._r_seen = False
@@ -218,7 +256,7 @@ class ShellClient:
             if now >= deadline:
                 raise GahpTimeout("no result for %s within %.1f s" % (what, timeout))
             try:
-                line = self._next_line(min(deadline, next_poll) - now, what)
+                line = self._next_line(min(deadline, next_poll, now + 0.2) - now, what)
             except GahpTimeout:
                 continue
             if line == "R":
@@ -235,15 +273,55 @@ class ShellClient:
             return None
         return self.run_request(request, timeout)
 
+    @_locked
     def run_request(self, request: Request, timeout: float = RESULT_TIMEOUT) -> Outcome:
         outcome = Outcome(request, self.send(request))
         if request.is_async and outcome.reply.startswith("S"):
             deadline = time.monotonic() + timeout
             for rid in request.expect:
                 outcome.results.append(self.wait(rid, max(deadline - time.monotonic(), 0.0), request.command))
+                outcome.raw.append(self.raw.pop(rid, ""))
         if request.command == "QUIT" and outcome.reply.startswith("S"):
             self._closed = True
         return outcome
+
+    @_locked
+    def detach(self, request: Request) -> None:
+        """Stop waiting for ``request``: its results, when they come, go to ``on_detached``
+        (those already filed are delivered at once)."""
+        for rid in request.expect:
+            if rid in self.results:
+                if self.on_detached is not None:
+                    self.on_detached(request.command, self.results.pop(rid), self.raw.pop(rid, ""))
+            else:
+                self.detached[rid] = request.command
+
+    def service(self, poll_every: float = POLL_EVERY) -> bool:
+        """Idle-time work, from another thread while nobody talks to the server: answer an ``R``
+        with ``RESULTS`` (and poll every ``poll_every`` s while detached requests are open).
+        Returns False without doing anything when a conversation is under way. Raises
+        ServerDied when the server has gone, ProtocolError on a line nobody asked for."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            while True:
+                try:
+                    line = self._lines.get_nowait()
+                except queue.Empty:
+                    break
+                if line is None:
+                    self._lines.put(None)
+                    raise self._died("results (idle)")
+                line = line.rstrip("\r\n")
+                self.transcript.append(("<", line))
+                if line != "R":
+                    raise ProtocolError("unexpected line from the server while idle: %r" % line)
+                self._r_seen = True
+            if self._r_seen or (self.detached and time.monotonic() - self._last_poll >= poll_every):
+                self.poll()
+            return True
+        finally:
+            self.lock.release()
 
     # -- end ----------------------------------------------------------------------------
     @property
@@ -278,74 +356,3 @@ class ShellClient:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def run_script(commands: Union[str, Sequence[str]], client: Optional[ShellClient] = None,
-               server: Sequence[str] = DEFAULT_SERVER, env: Optional[Dict[str, str]] = None,
-               out: Optional[TextIO] = None, err: Optional[TextIO] = None,
-               timeout: float = RESULT_TIMEOUT) -> int:
-    """Run typed commands in order, print each result; 0 if every reply is ``S`` and every
-    result code 0, 1 otherwise, 2 on a usage error or when the server dies / cannot start.
-
-    ``commands`` is a ``-c`` script (``;``-separated) or a list of typed commands. Without
-    ``client`` a server is started from ``server`` and closed at the end."""
-    out = out or sys.stdout
-    err = err or sys.stderr
-    try:
-        items = split_commands(commands) if isinstance(commands, str) else list(commands)
-        # check every command first: a typo must not leave half a script executed
-        check = LineMaker()
-        for c in items:
-            check.make(c)
-    except UsageError as e:
-        print("gahp-shell: %s" % e, file=err)
-        return 2
-    own = client is None
-    status = 0
-    try:
-        if own:
-            client = ShellClient(server, env=env)
-        for text in items:
-            try:
-                outcome = client.execute(text, timeout)
-            except UsageError as e:       # e.g. submit -f of an unreadable file
-                print("gahp-shell: %s" % e, file=err)
-                return 2
-            except GahpTimeout as e:
-                print("gahp-shell: %s" % e, file=err)
-                status = 1
-                continue
-            if outcome is None:
-                continue
-            text_out = outcome.render()
-            if text_out:
-                print(text_out, file=out)
-            if not outcome.ok:
-                status = 1
-            if outcome.request.command == "QUIT":
-                break
-    except (ServerDied, ProtocolError) as e:
-        print("gahp-shell: %s" % e, file=err)
-        return 2
-    finally:
-        if own and client is not None:
-            client.close()
-    return status
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="gahp-shell", description="Admin shell for a GAHP server (blahpd).")
-    p.add_argument("-c", dest="script", required=True,
-                   help="commands separated by ';' (interactive mode is not implemented yet)")
-    p.add_argument("--server", default=os.environ.get("GAHP_SHELL_SERVER", "blahpd"),
-                   help="server command line, split like a shell would (default: blahpd)")
-    p.add_argument("--timeout", type=float, default=RESULT_TIMEOUT, help="seconds to wait for each result")
-    try:
-        a = p.parse_args(argv)
-    except SystemExit as e:
-        return 2 if e.code else 0
-    return run_script(a.script, server=shlex.split(a.server), timeout=a.timeout)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
