@@ -38,13 +38,19 @@ def server_env(tmp_path):
     return env
 
 
-def is_live(pid: int) -> bool:
-    """Running, not a zombie (a reaped-later child is dead for every purpose here)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
+def local_server_env(tmp_path, config_text):
+    """Environment for the installed blahpd on the local backend: its own HOME holding
+    ``blah.config``, no inherited blahp/batch settings, and no PYTHONPATH (a src/ on it would hide
+    blahp.backends, installed from the top-level backends/ directory)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = home / "blah.config"
+    cfg.write_text(config_text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_", "SLURM_", "GAHP_SHELL"))}
+    env.pop("PYTHONPATH", None)
+    env["HOME"] = str(home)
+    env["BLAHPD_CONFIG_LOCATION"] = str(cfg)
+    return env
 
 
 def run_blahpd(data: bytes, env, args=(), timeout=30):

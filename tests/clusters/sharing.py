@@ -29,6 +29,15 @@ def is_live(pid):
         return False
 
 
+def cmdline(pid):
+    """The raw ``/proc/PID/cmdline`` (NUL-separated), b"" for a process that is gone."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def require(what, missing):
     """Skip on a developer machine lacking ``missing`` (strings); fail in CI, where a skip would
     hide a broken install."""

@@ -11,7 +11,7 @@ import pexpect
 import pytest
 
 from tests.clusters.sharing import is_live
-from tests.conftest import blahpd_command
+from tests.conftest import blahpd_command, local_server_env
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,8 @@ JOB_ID = r"local/\d{8}/\d+"
 
 @pytest.fixture
 def env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    cfg = home / "blah.config"
-    cfg.write_text(CONFIG)
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_", "SLURM_", "GAHP_SHELL"))}
-    e.pop("PYTHONPATH", None)  # the installed packages (blahp.backends is installed from backends/)
-    e.update(HOME=str(home), BLAHPD_CONFIG_LOCATION=str(cfg), TERM="xterm", NO_COLOR="1",
-             GAHP_SHELL_HISTORY=str(tmp_path / "history"))
+    e = local_server_env(tmp_path, CONFIG)
+    e.update(TERM="xterm", NO_COLOR="1", GAHP_SHELL_HISTORY=str(tmp_path / "history"))
     return e
 
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.conftest import is_live
+from tests.clusters.sharing import is_live
 from tests.gahp_client import GahpClient, ad, env_for
 
 CONFIG = "supported_lrms=local\npyblahp_status_ttl_min=0.5\npyblahp_status_ttl_max=1\n"

@@ -11,7 +11,7 @@ from blahp.config import Config
 from blahp.runner import CommandRunner
 from gahp.protocol import ServerProtocol
 from gahp.runtime import NullLog, Options, Server
-from tests.conftest import is_live
+from tests.clusters.sharing import is_live
 
 
 class HangBackend(Backend):

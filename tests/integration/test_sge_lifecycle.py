@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.clusters.sge import sge_cell  # noqa: F401
-from tests.conftest import is_live
+from tests.clusters.sharing import is_live
 from tests.gahp_client import GahpClient, ad, env_for
 
 CONFIG = """

@@ -10,7 +10,7 @@ import pytest
 from gahp.shell.cli import main, run_script
 from gahp.shell.client import ServerDied, ShellClient
 from gahp.shell.lines import parse_status
-from tests.conftest import blahpd_command
+from tests.conftest import blahpd_command, local_server_env
 
 CONFIG = "supported_lrms=local\npyblahp_status_ttl_min=0.2\npyblahp_status_ttl_max=0.5\n"
 
@@ -21,17 +21,7 @@ def server_argv():
 
 @pytest.fixture
 def env(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    cfg = home / "blah.config"
-    cfg.write_text(CONFIG)
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("BLAHPD_", "GLITE_", "SLURM_"))}
-    # the server is the installed blahpd: a PYTHONPATH pointing at src/ would hide blahp.backends
-    # (installed from the top-level backends/ directory), leaving it with no batch system at all
-    e.pop("PYTHONPATH", None)
-    e["HOME"] = str(home)
-    e["BLAHPD_CONFIG_LOCATION"] = str(cfg)
-    return e
+    return local_server_env(tmp_path, CONFIG)
 
 
 @pytest.fixture

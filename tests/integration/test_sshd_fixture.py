@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.clusters.sharing import is_live
+from tests.clusters.sharing import cmdline, is_live
 from tests.clusters.sshd import (TEST_USER, _descendants, discard_sshd, new_sshd,  # noqa: F401
                                  own_sshd, require_sshd_support, sshd, sshd_fixture)
 
@@ -171,11 +171,11 @@ def test_stop_leaves_no_process(own_sshd):
     try:
         for _ in range(200):
             kids = _descendants(pid)
-            if any(_cmdline(k) == b"sleep\x0060\x00" for k in kids):  # the user's command runs
+            if any(cmdline(k) == b"sleep\x0060\x00" for k in kids):  # the user's command runs
                 break
             time.sleep(0.1)
         else:
-            pytest.fail("the session's command did not start: %r" % [_cmdline(k) for k in kids])
+            pytest.fail("the session's command did not start: %r" % [cmdline(k) for k in kids])
         own_sshd.stop()
         assert own_sshd.pid() is None
         assert not os.path.exists(own_sshd.pid_file)
@@ -187,13 +187,6 @@ def test_stop_leaves_no_process(own_sshd):
         held.wait()
     own_sshd.stop()  # idempotent
 
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def test_start_waits_for_a_daemon_slow_to_bind(tmp_path_factory):

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from blahp.runner import CommandNotExecutable, CommandRunner
-from tests.conftest import is_live as alive
+from tests.clusters.sharing import is_live as alive
 
 PY = sys.executable
 

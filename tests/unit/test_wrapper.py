@@ -18,7 +18,7 @@ from blahp.config import Config
 from blahp.jobmodel import build_job
 from blahp.wrapper import parse_exit_record, render
 from gahp.runtime import NullLog
-from tests.conftest import is_live
+from tests.clusters.sharing import cmdline, is_live
 
 WORKER_PATH = "/usr/local/bin:/usr/bin:/bin"
 KEY = "home_bl_test_wrapper_1.0"
@@ -165,17 +165,10 @@ def test_plain_exit_above_128_without_signal_is_not_a_signal_while_group_lives(t
     # would); the child must not be signalled from here: once reaped, its pid may be anyone's
     pid = int((iwd / "child.pid").read_text())
     deadline = time.monotonic() + 10
-    while is_live(pid) and _cmdline(pid).startswith(b"sleep") and time.monotonic() < deadline:
+    while is_live(pid) and cmdline(pid).startswith(b"sleep") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not (is_live(pid) and _cmdline(pid).startswith(b"sleep")), "the payload's leftover child outlived the wrapper"
+    assert not (is_live(pid) and cmdline(pid).startswith(b"sleep")), "the payload's leftover child outlived the wrapper"
 
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 def _wait_for(path, timeout=20.0):

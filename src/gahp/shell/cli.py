@@ -20,7 +20,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, TextIO, Union
 
 from gahp.shell.client import RESULT_TIMEOUT, ProtocolError, ServerDied, ShellClient
-from gahp.shell.interactive import LOCAL_COMMANDS, Shell
+from gahp.shell.interactive import ALL_COMMANDS, LOCAL_COMMANDS, Shell
 from gahp.shell.lines import LineMaker, UsageError, split_commands
 from gahp.shell.record import Recorder
 
@@ -48,6 +48,8 @@ def check_script(items: Sequence[str]) -> None:
         words = text.split(None, 1)
         if words and words[0].lower() in LOCAL_COMMANDS:
             continue
+        if words and words[0].lower() not in ALL_COMMANDS and not words[0].startswith("#"):
+            raise UsageError("unknown command %r ('help' lists the commands)" % words[0])
         maker.make(text)
 
 

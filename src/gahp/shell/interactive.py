@@ -204,6 +204,8 @@ class Shell:
             return self.watch(str(words[0]), interval)
         if head == "exit":
             raise EOFError
+        if head not in ALL_COMMANDS:
+            raise UsageError("unknown command %r ('help' lists the commands)" % text.split(None, 1)[0])
         request = self.client.maker.make(text)
         if request is None:
             return 0
