@@ -281,3 +281,39 @@ def test_scripts_exit_status(env, workdir):
     # background requests of a script are waited for before it ends
     r = run_shell(env, workdir, *server, "-c", "ping local &; version")
     assert r.returncode == 0 and "1 0 No error" in r.stdout, r.stdout + r.stderr
+
+
+def test_raw_mode_gahp_lines_colours_and_submit_from_a_file(env, workdir):
+    (workdir / "job.ad").write_text('[\n  Cmd = "/bin/true";\n  Iwd = "%s";\n  gridtype = "local"\n]\n' % workdir)
+    env = dict(env)
+    del env["NO_COLOR"]
+    child = spawn(env, workdir, "--color", "always")
+    try:
+        child.sendline("submit -f job.ad")
+        child.expect(r"1 0 No error %s" % JOB_ID)
+        child.expect_exact(PROMPT)
+        child.sendline("status nonsense")                        # an error result, in red
+        child.expect_exact("\x1b[31m2 255 Malformed jobId or out of memory\x1b[0m")
+        child.expect_exact(PROMPT)
+        child.sendline("BLAH_PING 40 local")                     # a GAHP line typed as such
+        child.expect_exact("40 0 No error")
+        child.expect_exact(PROMPT)
+        child.send("BLAH_J\t")                                   # completes from the server's COMMANDS
+        child.expect_exact("OB_")                                # (after the bell: several match)
+        child.send("\x15")                                       # Ctrl-U: drop the line
+        child.sendline("raw")
+        child.expect_exact("gahp raw> ")
+        child.sendline("VERSION")
+        child.expect_exact("S $GahpVersion")
+        child.sendline("BLAH_PING 41 local")
+        child.expect_exact("41 0 No error")
+        child.sendline("ping local")                             # sent as typed: not a GAHP command
+        child.expect_exact("\x1b[31mE Unknown command\x1b[0m")
+        child.sendeof()                                          # Ctrl-D leaves raw mode only
+        child.expect_exact(PROMPT)
+        child.sendline("ping local")
+        child.expect(r"\d+ 0 No error")
+        child.expect_exact(PROMPT)
+        finish(child)
+    finally:
+        child.close(force=True)

@@ -46,8 +46,8 @@ def check_script(items: Sequence[str]) -> None:
         if text.endswith("&"):
             text = text[:-1]
         words = text.split(None, 1)
-        if words and words[0].lower() in LOCAL_COMMANDS:
-            continue
+        if words and (words[0].lower() in LOCAL_COMMANDS or words[0].isupper()):
+            continue  # shell-only commands; GAHP lines typed as such are the server's to judge
         if words and words[0].lower() not in ALL_COMMANDS and not words[0].startswith("#"):
             raise UsageError("unknown command %r ('help' lists the commands)" % words[0])
         maker.make(text)

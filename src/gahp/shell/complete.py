@@ -2,7 +2,7 @@
 
 What completes where::
 
-    <TAB> at the start        shell commands
+    <TAB> at the start        shell commands; after an upper-case letter, the server's GAHP commands
     status|cancel|hold|resume|watch|refresh <TAB>   job ids this shell has seen
     submit <TAB>              submit-ad attribute names, as ``Name=``; and ``-f``
     submit gridtype=<TAB>     batch system names
@@ -44,6 +44,9 @@ class Completer:
     def complete(self, line: str, begidx: int, text: str) -> List[str]:
         before = line[:begidx].split()
         if not before:
+            # a GAHP command (BLAH_PING ...) may be typed as such: upper case asks for those
+            if text[:1].isupper():
+                return _starting(sorted(set(self.gahp_commands())), text, " ")
             return _starting(self.commands, text, " ")
         head = before[0].lower()
         if head in JOB_COMMANDS:

@@ -23,7 +23,9 @@ submit -f FILE           submit the ClassAd in FILE ([...] or one 'Key = value' 
     "ping": """ping LRMS                is the batch system reachable? (BLAH_PING slurm, ...)""",
     "jobs": """jobs                     the jobs this shell submitted, with their last known state""",
     "raw": """raw LINE                 send LINE exactly as typed (request ids and escaping are yours);
-                         results of a known async command are waited for as usual""",
+                         results of a known async command are waited for as usual
+raw                      raw mode: every line goes out as typed, until 'raw' alone or Ctrl-D
+  A line starting with one of the server's COMMANDS (BLAH_PING 7 slurm) is sent as typed too.""",
     "results": """results                  poll RESULTS by hand (the shell normally does it on R)""",
     "commands": """commands                 the server's COMMANDS reply""",
     "version": """version                  the server's VERSION reply""",

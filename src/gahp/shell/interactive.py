@@ -21,8 +21,8 @@ from gahp.shell.client import (RESULT_TIMEOUT, GahpTimeout, Interrupted, Protoco
                                ShellClient)
 from gahp.shell.complete import Completer, readline_hook
 from gahp.shell.helptext import help_text
-from gahp.shell.lines import (SHELL_COMMANDS, Request, UsageError, parse_ad, parse_status, render_ad, tokenize,
-                              unquote)
+from gahp.shell.lines import (SHELL_COMMANDS, Request, UsageError, parse_ad, parse_status, raw_request,
+                              render_ad, tokenize, unquote)
 from gahp.shell.record import Recorder
 
 LOCAL_COMMANDS = ("help", "jobs", "watch", "exit")
@@ -32,6 +32,7 @@ JOB_ID_COMMANDS = ("BLAH_JOB_STATUS", "BLAH_JOB_CANCEL", "BLAH_JOB_HOLD", "BLAH_
                    "BLAH_JOB_REFRESH_PROXY")
 ALL_COMMANDS = sorted(set(SHELL_COMMANDS) | set(LOCAL_COMMANDS))
 PROMPT = "gahp> "
+RAW_PROMPT = "gahp raw> "
 WATCH_INTERVAL = 2.0
 FINAL = (3, 4)
 
@@ -71,11 +72,16 @@ class Shell:
         self.background: Dict[str, _Background] = {}
         self.dead: Optional[ServerDied] = None
         self.at_prompt = False
+        self.raw_mode = False                 # every line goes out verbatim (until a lone 'raw')
         self.print_lock = threading.RLock()
         self.readline = None
         client.on_detached = self._late_result
         self.completer = Completer(ALL_COMMANDS, lambda: self.seen_ids + (["last"] if self.jobs else []),
                                    lambda: self.gahp_commands)
+
+    @property
+    def prompt(self) -> str:
+        return RAW_PROMPT if self.raw_mode else PROMPT
 
     # -- output -------------------------------------------------------------------------
     def _paint(self, text: str, style: str) -> str:
@@ -87,7 +93,7 @@ class Shell:
             if self.at_prompt and self.live and self.readline is not None:
                 # above the line being typed: clear it, print, then draw prompt and input again
                 buf = self.readline.get_line_buffer()
-                self.out.write("\r\x1b[2K%s\n%s%s" % (text, PROMPT, buf))
+                self.out.write("\r\x1b[2K%s\n%s%s" % (text, self.prompt, buf))
             else:
                 self.out.write(text + "\n")
             self.out.flush()
@@ -175,8 +181,17 @@ class Shell:
     def execute(self, text: str) -> int:
         """Run one typed line: 0 success, 1 failure. Raises UsageError, ServerDied."""
         text = text.strip()
-        if not text or text.startswith("#"):
+        if text.lower() == "raw":
+            self.raw_mode = not self.raw_mode
+            self.say("raw mode %s" % ("on: lines go out as typed; 'raw' alone or Ctrl-D ends it"
+                                      if self.raw_mode else "off"), DIM)
             return 0
+        if not text or (text.startswith("#") and not self.raw_mode):
+            return 0
+        first = text.split(None, 1)[0]
+        if self.raw_mode or first.isupper():
+            # a GAHP line typed as such (BLAH_PING 7 slurm): it goes out verbatim
+            return self.run(raw_request(text))
         background = text.endswith("&") and not text.endswith("\\&")
         if background:
             text = text[:-1].rstrip()
@@ -209,6 +224,9 @@ class Shell:
         request = self.client.maker.make(text)
         if request is None:
             return 0
+        if head != "raw" and self.gahp_commands and request.command not in self.gahp_commands:
+            raise UsageError("this server does not offer %s (its COMMANDS: %s)"
+                             % (request.command, " ".join(self.gahp_commands)))
         if request.command == "RESULTS" and not request.is_async and self.recorder:
             self.recorder.comment("(RESULTS polled by hand here)")
         return self.run(request, background)
@@ -392,12 +410,17 @@ class Shell:
             except ProtocolError as e:
                 self.error(str(e))
 
-    def interact(self, history: Optional[str] = None) -> int:
+    def learn_commands(self) -> None:
+        """What the server offers (COMMANDS): for completion, GAHP lines typed as such, and a
+        clear refusal of a shell command the server lacks."""
         try:
             reply = self.client.sync("COMMANDS")
-            self.gahp_commands = read_argv(reply)[1:] if reply.startswith("S") else []
         except (GahpTimeout, ProtocolError):
-            self.gahp_commands = []
+            return
+        self.gahp_commands = read_argv(reply)[1:] if reply.startswith("S") else []
+
+    def interact(self, history: Optional[str] = None) -> int:
+        self.learn_commands()
         self.setup_readline(history)
         self.say("connected: %s" % self.client.banner, DIM)
         self.say("type 'help' for the commands, Ctrl-D to leave", DIM)
@@ -409,7 +432,7 @@ class Shell:
             while self.dead is None:
                 self.at_prompt = True
                 try:
-                    text = input(PROMPT)
+                    text = input(self.prompt)
                 except KeyboardInterrupt:
                     self.at_prompt = False
                     if self.dead is not None:
@@ -418,6 +441,9 @@ class Shell:
                     continue
                 except EOFError:
                     self.out.write("\n")
+                    if self.raw_mode:
+                        self.raw_mode = False
+                        continue
                     break
                 finally:
                     self.at_prompt = False
