@@ -222,6 +222,7 @@ def test_server_killed_mid_watch(env, workdir):
         child.expect(r"gahp-shell: server exited with status -9 \(killed by SIGKILL\) while waiting for "
                      r"(request \d+ \(BLAH_JOB_STATUS\)|the reply to BLAH_JOB_STATUS)")
         child.expect(pexpect.EOF)
+        assert "gahp-shell:" not in child.before   # said once
         child.close()
         assert child.exitstatus == 2
     finally:
@@ -233,7 +234,7 @@ def test_server_dying_while_idle_ends_the_shell(env, workdir):
     try:
         pid = server_pid(child)
         os.kill(pid, signal.SIGKILL)
-        child.expect(r"gahp-shell: server exited with status -9 \(killed by SIGKILL\)")
+        child.expect(r"gahp-shell: server exited with status -9 \(killed by SIGKILL\) while the shell was idle")
         child.expect(pexpect.EOF, timeout=15)   # without a key pressed
         child.close()
         assert child.exitstatus == 2

@@ -145,12 +145,13 @@ class ShellClient:
             pass
         self._lines.put(None)
 
-    def _died(self, waiting_for: str) -> ServerDied:
+    def _died(self, waiting_for: Optional[str]) -> ServerDied:
         try:
             status = self.proc.wait(5)
         except subprocess.TimeoutExpired:
             status = None
-        return ServerDied("%s while waiting for %s" % (describe_status(status), waiting_for), status)
+        when = "while waiting for %s" % waiting_for if waiting_for else "while the shell was idle"
+        return ServerDied("%s %s" % (describe_status(status), when), status)
 
     def _next_line(self, timeout: float, waiting_for: str) -> str:
         """The next line from the server (R included), CRLF removed."""
@@ -311,7 +312,7 @@ class ShellClient:
                     break
                 if line is None:
                     self._lines.put(None)
-                    raise self._died("results (idle)")
+                    raise self._died(None)
                 line = line.rstrip("\r\n")
                 self.transcript.append(("<", line))
                 if line != "R":

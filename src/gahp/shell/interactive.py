@@ -73,6 +73,7 @@ class Shell:
         self.dead: Optional[ServerDied] = None
         self.at_prompt = False
         self.raw_mode = False                 # every line goes out verbatim (until a lone 'raw')
+        self.busy = False                     # a typed command runs: the idle poller keeps out
         self.print_lock = threading.RLock()
         self.readline = None
         client.on_detached = self._late_result
@@ -399,6 +400,8 @@ class Shell:
 
     def _poller(self, stop: threading.Event) -> None:
         while not stop.wait(0.1):
+            if self.busy:
+                continue  # the command's own waits poll and report; a watch sleeps between polls
             try:
                 self.client.service()
             except ServerDied as e:
@@ -452,6 +455,7 @@ class Shell:
                 previous = signal.signal(signal.SIGINT, lambda *_: self.client.interrupt.set())
                 try:
                     self.client.interrupt.clear()
+                    self.busy = True
                     self.execute(text)
                 except EOFError:
                     break
@@ -465,6 +469,7 @@ class Shell:
                     self.dead = e
                     self.error(str(e))
                 finally:
+                    self.busy = False
                     signal.signal(signal.SIGINT, previous)
         finally:
             stop.set()
