@@ -4,19 +4,19 @@ The GAHP transport is a command line (by default ``gahp-ssh ... host blahpd``); 
 speaks GAHP on its stdin/stdout will do, which is how this is tested before gahp-ssh exists and
 how a site can check a plain ``ssh`` path.  Steps, each printed with its time since the start:
 banner, COMMANDS, BLAH_PING <lrms>, BLAH_JOB_SUBMIT of ``/bin/echo Hello`` and
-BLAH_JOB_STATUS until the job is done (4) or removed (3).  Standard library and gahp.escaping only.
+BLAH_JOB_STATUS until the job is done (4) or removed (3), in synchronous mode, through
+gahp-shell's client (gahp.shell.client).
 """
 from __future__ import annotations
 
 import os
-import queue
 import shlex
-import subprocess
-import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
-from gahp.escaping import quote_arg, read_argv
+from gahp.escaping import quote_arg
+from gahp.shell.client import CAPTURE, BadBanner, CannotStart, GahpError, ServerDied, ShellClient
+from gahp.shell.lines import Request, build_ad, classad_string
 
 REQUIRED_COMMANDS = ("BLAH_JOB_SUBMIT", "BLAH_JOB_STATUS", "BLAH_PING", "RESULTS", "QUIT")
 # GAHP job states (BLAH_JOB_STATUS field 3)
@@ -27,108 +27,55 @@ class SelfTestFailed(Exception):
     pass
 
 
-def _classad_string(value: str) -> str:
-    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def echo_job_ad(lrms: str, iwd: str, name: str) -> str:
     """The submit ad of condor_remote_cluster's test job: ``/bin/echo Hello`` in ``iwd``."""
-    attrs = [("Cmd", _classad_string("/bin/echo")), ("Arguments", _classad_string("Hello")),
-             ("In", _classad_string("/dev/null")), ("Iwd", _classad_string(iwd)),
-             ("Out", _classad_string(name + ".out")), ("Err", _classad_string(name + ".err")),
-             ("gridtype", _classad_string(lrms)), ("JobDirectory", _classad_string(name))]
-    return "[ " + "; ".join("%s = %s" % kv for kv in attrs) + " ]"
+    values = [("Cmd", "/bin/echo"), ("Arguments", "Hello"), ("In", "/dev/null"), ("Iwd", iwd),
+              ("Out", name + ".out"), ("Err", name + ".err"), ("gridtype", lrms), ("JobDirectory", name)]
+    return build_ad((k, classad_string(v)) for k, v in values)
 
 
-class GahpPipe:
-    """A GAHP server process on pipes: whole lines in, whole lines out, with timeouts."""
+def _stderr_note(lines: Sequence[str]) -> str:
+    return "; stderr: " + " | ".join(lines) if lines else ""
 
-    def __init__(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None) -> None:
-        self.argv = list(argv)
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
-        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self.stderr: List[str] = []
-        self._results: Dict[str, List[str]] = {}
-        threading.Thread(target=self._pump_out, daemon=True).start()
-        threading.Thread(target=self._pump_err, daemon=True).start()
 
-    def _pump_out(self) -> None:
-        for raw in self.proc.stdout:  # type: ignore[union-attr]
-            self._lines.put(raw.decode("utf-8", "replace"))
-        self._lines.put(None)
+class _Gahp:
+    """The GAHP under test, in synchronous mode (RESULTS polled, as a gridmanager without async
+    mode does); its failures become SelfTestFailed with the tail of its stderr."""
 
-    def _pump_err(self) -> None:
-        for raw in self.proc.stderr:  # type: ignore[union-attr]
-            self.stderr.append(raw.decode("utf-8", "replace").rstrip("\n"))
+    def __init__(self, client: ShellClient, reply_timeout: float) -> None:
+        self.client = client
+        self.reply_timeout = reply_timeout
 
-    def line(self, timeout: float) -> str:
+    def failure(self, e: GahpError) -> SelfTestFailed:
+        if isinstance(e, ServerDied):
+            return SelfTestFailed("the GAHP closed its output (exit code %s)%s"
+                                  % (e.status, _stderr_note(self.client.stderr_tail())))
+        return SelfTestFailed(str(e))
+
+    def command(self, line: str) -> str:
         try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise SelfTestFailed("no reply within %.0f s" % timeout) from None
-        if line is None:
-            self._lines.put(None)
-            raise SelfTestFailed("the GAHP closed its output (exit code %s)%s"
-                                 % (self.proc.poll(), self.stderr_tail()))
-        return line.rstrip("\r\n")
+            return self.client.sync(line)
+        except GahpError as e:
+            raise self.failure(e) from None
 
-    def stderr_tail(self, n: int = 6) -> str:
-        time.sleep(0.2)  # let the reader catch the last lines of a dying process
-        tail = [s for s in self.stderr if s.strip()][-n:]
-        return "; stderr: " + " | ".join(tail) if tail else ""
-
-    def send(self, line: str) -> None:
+    def call(self, name: str, reqid: str, args: Sequence[str], timeout: float) -> List[str]:
+        """Send the request, wait for its result fields."""
+        request = Request(name, " ".join([name, reqid] + [quote_arg(a) for a in args]), reqid, list(args), [reqid])
         try:
-            self.proc.stdin.write(line.encode("utf-8") + b"\r\n")  # type: ignore[union-attr]
-            self.proc.stdin.flush()  # type: ignore[union-attr]
-        except (BrokenPipeError, ValueError):
-            raise SelfTestFailed("the GAHP stopped reading its input%s" % self.stderr_tail()) from None
-
-    def command(self, line: str, timeout: float) -> str:
-        self.send(line)
-        while True:
-            reply = self.line(timeout)
-            if reply != "R":
-                return reply
-
-    def request(self, name: str, reqid: str, args: Sequence[str], timeout: float) -> None:
-        reply = self.command(" ".join([name, reqid] + [quote_arg(a) for a in args]), timeout)
-        if reply != "S":
-            raise SelfTestFailed("%s was not accepted: %r" % (name, reply))
-
-    def result(self, reqid: str, timeout: float, reply_timeout: float) -> List[str]:
-        deadline = time.monotonic() + timeout
-        while reqid not in self._results:
-            fields = read_argv(self.command("RESULTS", reply_timeout))
-            if not fields or fields[0] != "S":
-                raise SelfTestFailed("bad RESULTS reply: %r" % fields)
-            for _ in range(int(fields[1])):
-                row = read_argv(self.line(reply_timeout))
-                self._results[row[0]] = row
-            if reqid in self._results:
-                break
-            if time.monotonic() > deadline:
-                raise SelfTestFailed("no result for request %s within %.0f s" % (reqid, timeout))
-            time.sleep(0.2)
-        return self._results.pop(reqid)
+            reply = self.client.send(request)
+            if reply != "S":
+                raise SelfTestFailed("%s was not accepted: %r" % (name, reply))
+            return self.client.wait(reqid, timeout, name)
+        except GahpError as e:
+            raise self.failure(e) from None
 
     def close(self, timeout: float = 10.0) -> Optional[int]:
-        if self.proc.poll() is None:
+        if self.client.alive:
             try:
-                self.send("QUIT")
-            except SelfTestFailed:
+                self.client.sync("QUIT")
+            except GahpError:
                 pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-        return self.proc.returncode
+        return self.client.close(timeout)
 
 
 class Report:
@@ -168,28 +115,31 @@ def run(argv: Sequence[str], lrms: str, iwd: str, out: TextIO, *, name: Optional
     name = name or "pyblahp-selftest-%d" % int(time.time())
     rep.step("starting GAHP: %s" % " ".join(shlex.quote(a) for a in argv))
     try:
-        gahp = GahpPipe(argv, env=env)
-    except OSError as e:
-        res.error = "cannot run %s: %s" % (argv[0], e.strerror or e)
+        client = ShellClient(argv, env=env, reply_timeout=reply_timeout, async_mode=False, stderr=CAPTURE)
+    except GahpError as e:
+        if isinstance(e, CannotStart):
+            res.error = "cannot run %s: %s" % (argv[0], e.reason)
+        elif isinstance(e, BadBanner):
+            res.error = "first line is not a GAHP banner: %r" % e.line[:200]
+        elif isinstance(e, ServerDied):
+            res.error = "the GAHP closed its output (exit code %s)%s" % (e.status, _stderr_note(e.stderr))
+        else:
+            res.error = str(e)
         rep.step("FAILED: " + res.error)
         return res
+    gahp = _Gahp(client, reply_timeout)
     try:
-        banner = gahp.line(reply_timeout)
-        if not banner.startswith("$GahpVersion"):
-            raise SelfTestFailed("first line is not a GAHP banner: %r" % banner[:200])
-        rep.step("banner: %s" % banner)
-        commands = gahp.command("COMMANDS", reply_timeout).split()
+        rep.step("banner: %s" % client.banner)
+        commands = gahp.command("COMMANDS").split()
         absent = [c for c in REQUIRED_COMMANDS if c not in commands]
         if commands[:1] != ["S"] or absent:
             raise SelfTestFailed("COMMANDS lacks %s: %r" % (", ".join(absent), " ".join(commands)))
         rep.step("COMMANDS: %d commands" % (len(commands) - 1))
-        gahp.request("BLAH_PING", "2", [lrms], reply_timeout)
-        row = gahp.result("2", reply_timeout, reply_timeout)
+        row = gahp.call("BLAH_PING", "2", [lrms], reply_timeout)
         if row[1:2] != ["0"]:
             raise SelfTestFailed("BLAH_PING %s failed: %s" % (lrms, " ".join(row[1:])))
         rep.step("BLAH_PING %s: %s" % (lrms, " ".join(row[1:])))
-        gahp.request("BLAH_JOB_SUBMIT", "3", [echo_job_ad(lrms, iwd, name)], reply_timeout)
-        row = gahp.result("3", timeout, reply_timeout)
+        row = gahp.call("BLAH_JOB_SUBMIT", "3", [echo_job_ad(lrms, iwd, name)], timeout)
         if row[1:2] != ["0"] or len(row) < 4:
             raise SelfTestFailed("submit failed: %s" % " ".join(row[1:]))
         res.job_id = row[3]
@@ -199,8 +149,7 @@ def run(argv: Sequence[str], lrms: str, iwd: str, out: TextIO, *, name: Optional
         last = None
         while True:
             reqid += 1
-            gahp.request("BLAH_JOB_STATUS", str(reqid), [res.job_id], reply_timeout)
-            row = gahp.result(str(reqid), reply_timeout, reply_timeout)
+            row = gahp.call("BLAH_JOB_STATUS", str(reqid), [res.job_id], reply_timeout)
             if row[1:2] != ["0"] or len(row) < 4:
                 raise SelfTestFailed("status query failed: %s" % " ".join(row[1:]))
             state = int(row[3])

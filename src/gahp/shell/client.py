@@ -28,6 +28,8 @@ DEFAULT_SERVER = ["blahpd"]
 REPLY_TIMEOUT = 20.0     # the gridmanager's GRIDMANAGER_GAHP_RESPONSE_TIMEOUT
 RESULT_TIMEOUT = 240.0   # protocol.md section 8: every accepted request has its result by then
 POLL_EVERY = 5.0         # RESULTS also polled this often while waiting (an R may be missed)
+SYNC_POLL_EVERY = 0.5    # ... and this often with async mode off, where no R ever comes
+CAPTURE = "capture"      # stderr=CAPTURE: keep the server's stderr lines in ``stderr_lines``
 
 
 class GahpError(Exception):
@@ -40,6 +42,15 @@ class ServerDied(GahpError):
     def __init__(self, message: str, status: Optional[int]):
         super().__init__(message)
         self.status = status
+        self.stderr: List[str] = []   # its last stderr lines, when they were captured
+
+
+class CannotStart(ServerDied):
+    """The server's command could not be run at all (``reason``: the OS's word)."""
+
+    def __init__(self, program: str, reason: str):
+        super().__init__("cannot start %s: %s" % (program, reason), None)
+        self.reason = reason
 
 
 class GahpTimeout(GahpError):
@@ -48,6 +59,14 @@ class GahpTimeout(GahpError):
 
 class ProtocolError(GahpError):
     """The server wrote something the protocol does not allow here."""
+
+
+class BadBanner(ProtocolError):
+    """The first line is not a ``$GahpVersion`` banner (``line``: what came instead)."""
+
+    def __init__(self, line: str):
+        super().__init__("unexpected banner: %r" % line[:200])
+        self.line = line
 
 
 class Interrupted(GahpError):
@@ -118,23 +137,36 @@ class ShellClient:
         self.detached: Dict[str, str] = {}
         self.on_detached = None
         self._last_poll = time.monotonic()
+        self.poll_every = POLL_EVERY if async_mode else SYNC_POLL_EVERY
+        self.stderr_lines: List[str] = []
+        if stderr == CAPTURE:
+            stderr = subprocess.PIPE
+        elif stderr is None:
+            stderr = subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=stderr if stderr is not None else subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                          env=env, cwd=cwd,
                                          # Ctrl-C at the shell's terminal is for the shell, not the server
                                          start_new_session=True)
         except OSError as e:
-            raise ServerDied("cannot start %s: %s" % (self.argv[0], e.strerror or e), None) from None
+            raise CannotStart(self.argv[0], e.strerror or str(e)) from None
         self._reader = threading.Thread(target=self._read, name="gahp-shell-reader", daemon=True)
         self._reader.start()
-        self.banner = self._next_line(reply_timeout, "the banner")
-        if not self.banner.startswith("$GahpVersion"):
-            raise ProtocolError("unexpected banner: %r" % self.banner)
-        if async_mode:
-            reply = self.sync("ASYNC_MODE_ON")
-            if not reply.startswith("S"):
-                raise ProtocolError("ASYNC_MODE_ON refused: %r" % reply)
+        if stderr == subprocess.PIPE:
+            threading.Thread(target=self._read_stderr, name="gahp-shell-stderr", daemon=True).start()
+        try:
+            self.banner = self._next_line(reply_timeout, "the banner")
+            if not self.banner.startswith("$GahpVersion"):
+                raise BadBanner(self.banner)
+            if async_mode:
+                reply = self.sync("ASYNC_MODE_ON")
+                if not reply.startswith("S"):
+                    raise ProtocolError("ASYNC_MODE_ON refused: %r" % reply)
+        except BaseException as e:
+            self.kill()  # no half-started server left behind
+            if isinstance(e, ServerDied) and stderr == subprocess.PIPE:
+                e.stderr = self.stderr_tail()  # e.g. ssh's reason for giving up
+            raise
 
     # -- lines --------------------------------------------------------------------------
     def _read(self) -> None:
@@ -144,6 +176,18 @@ class ShellClient:
         except (OSError, ValueError):
             pass
         self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        try:
+            for raw in self.proc.stderr:
+                self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        except (OSError, ValueError):
+            pass
+
+    def stderr_tail(self, n: int = 6) -> List[str]:
+        """The last non-blank stderr lines (with stderr=CAPTURE)."""
+        time.sleep(0.2)  # let the reader catch the last lines of a dying process
+        return [line for line in self.stderr_lines if line.strip()][-n:]
 
     def _died(self, waiting_for: Optional[str]) -> ServerDied:
         try:
@@ -231,6 +275,8 @@ class ShellClient:
         reply = self._reply(what)
         if request.command == "RESULTS" and not request.is_async:
             self._file_results(reply)
+        if request.command in ("ASYNC_MODE_ON", "ASYNC_MODE_OFF") and reply.startswith("S"):
+            self.poll_every = POLL_EVERY if request.command == "ASYNC_MODE_ON" else SYNC_POLL_EVERY
         if request.is_async and reply.startswith("S"):
             for rid in request.expect:
                 self.pending[rid] = request.command
@@ -242,7 +288,7 @@ class ShellClient:
         command = command or self.pending.get(reqid, "?")
         what = "request %s (%s)" % (reqid, command)
         deadline = time.monotonic() + timeout
-        next_poll = time.monotonic() + POLL_EVERY
+        next_poll = time.monotonic() + self.poll_every
         while reqid not in self.results:
             if self.interrupt.is_set():
                 self.interrupt.clear()
@@ -252,7 +298,7 @@ class ShellClient:
                 self._r_seen = False
                 self._send("RESULTS", what)
                 self._file_results(self._reply(what))
-                next_poll = time.monotonic() + POLL_EVERY
+                next_poll = time.monotonic() + self.poll_every
                 continue
             if now >= deadline:
                 raise GahpTimeout("no result for %s within %.1f s" % (what, timeout))
@@ -351,6 +397,11 @@ class ShellClient:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
 
     def __enter__(self):
         return self
