@@ -1,80 +1,40 @@
-"""A small gridmanager-like client: runs blahpd on pipes, sends requests, collects results."""
+"""A gridmanager-like client for the lifecycle tests: the installed blahpd on pipes, driven by
+gahp-shell's client (async mode, R answered with RESULTS), with the tests' own checks: every line
+ends in CRLF, every request is accepted with ``S``."""
 import os
-import queue
-import subprocess
-import threading
 import time
 
 from blahp.classad import parse_ad
-from gahp.escaping import quote_arg, read_argv
+from gahp.escaping import quote_arg
+from gahp.shell.client import CAPTURE, GahpError, ServerDied, ShellClient
+from gahp.shell.lines import Request
 from tests.conftest import blahpd_command
 
 
-class GahpClient:
+class GahpClient(ShellClient):
     def __init__(self, env, args=(), cwd=None):
-        self.proc = subprocess.Popen(blahpd_command() + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=cwd)
-        self.lines = queue.Queue()
-        self.results = {}
-        self.transcript = []
-        self._reqid = 100
-        threading.Thread(target=self._read, daemon=True).start()
-        banner = self._line(30)
-        assert banner.startswith("$GahpVersion"), banner
-        assert self.command("ASYNC_MODE_ON") == "S Async\\ mode\\ on"
+        super().__init__(blahpd_command() + list(args), env=env, cwd=cwd, reply_timeout=30, stderr=CAPTURE,
+                         first_id=101, strict=True)
+        assert ("<", "S Async\\ mode\\ on") in self.transcript, self.transcript
 
-    def _read(self):
-        for raw in self.proc.stdout:
-            self.lines.put(raw.decode())
-        self.lines.put(None)
+    def _died(self, waiting_for):
+        e = super()._died(waiting_for)
+        tail = self.stderr_tail(20)
+        return ServerDied("%s; blahpd's stderr: %s" % (e, " | ".join(tail) or "(nothing)"), e.status)
 
-    def _line(self, timeout):
-        line = self.lines.get(timeout=timeout)
-        if line is None:
-            raise EOFError("blahpd closed its output; stderr: %s" % self.proc.stderr.read().decode()[-2000:])
-        assert line.endswith("\r\n"), repr(line)
-        self.transcript.append(line)
-        return line[:-2]
-
-    def send(self, line):
-        self.proc.stdin.write(line.encode() + b"\r\n")
-        self.proc.stdin.flush()
-
-    def command(self, line, timeout=20):
-        """A request whose reply is the next non-R line (the client's 20 s limit applies)."""
-        self.send(line)
-        while True:
-            reply = self._line(timeout)
-            if reply != "R":
-                return reply
-
-    def next_reqid(self):
-        self._reqid += 1
-        return str(self._reqid)
+    def received(self):
+        """Every line blahpd wrote, as on the wire (CRLF included: strict mode checked it)."""
+        return [line + "\r\n" for kind, line in self.transcript if kind == "<"]
 
     def start(self, name, *args):
-        reqid = self.next_reqid()
-        reply = self.command(" ".join([name, reqid] + [quote_arg(a) for a in args]))
+        reqid = self.maker.new_id()
+        request = Request(name, " ".join([name, reqid] + [quote_arg(a) for a in args]), reqid, list(args), [reqid])
+        reply = self.send(request)
         assert reply == "S", (name, reply)
         return reqid
 
-    def _poll(self):
-        reply = self.command("RESULTS")
-        fields = read_argv(reply)
-        assert fields[0] == "S", reply
-        for _ in range(int(fields[1])):
-            row = read_argv(self._line(20))
-            self.results[row[0]] = row
-
-    def wait(self, reqid, timeout=120):
-        deadline = time.time() + timeout
-        while reqid not in self.results:
-            if time.time() > deadline:
-                raise TimeoutError("no result for request %s within %s s" % (reqid, timeout))
-            self._poll()
-            if reqid not in self.results:
-                time.sleep(0.2)
-        return self.results.pop(reqid)
+    def wait(self, reqid, timeout=120, command=None):
+        return super().wait(reqid, timeout, command)
 
     def call(self, name, *args, timeout=120):
         return self.wait(self.start(name, *args), timeout)
@@ -111,26 +71,13 @@ class GahpClient:
             time.sleep(interval)
 
     def close(self, timeout=30):
-        if self.proc.poll() is None:
+        """QUIT (the gridmanager's goodbye), then wait for the exit status."""
+        if self.alive:
             try:
-                self.send("QUIT")
-            except BrokenPipeError:
+                self.sync("QUIT")
+            except GahpError:
                 pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
-        return self.proc.returncode
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
+        return super().close(timeout)
 
 
 def ad(**attrs):

@@ -169,7 +169,7 @@ def test_hold_and_release(pbs):
     assert c.call("BLAH_JOB_HOLD", run)[1:] == [
         "1", "Job RUNNING: pbs hold command failed (stdout:) (stderr:unsupported for this job status)"]
     assert any(line.endswith(" 1 Job\\ RUNNING:\\ pbs\\ hold\\ command\\ failed\\ (stdout:)\\ "
-                             "(stderr:unsupported\\ for\\ this\\ job\\ status)\r\n") for line in c.transcript)
+                             "(stderr:unsupported\\ for\\ this\\ job\\ status)\r\n") for line in c.received())
     assert len(pbs.sim.calls("qhold")) == holds
     row, _ = c.status(run)
     assert row[3] == "2"

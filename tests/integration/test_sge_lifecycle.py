@@ -189,7 +189,7 @@ def test_hold_of_a_running_job_is_refused(client, jobs_dir, sge_cell):
     row = client.wait(reqid)
     assert row[1:] == ["1", "Job RUNNING: sge hold command failed (stdout:) (stderr:hold of a running job is not "
                             "supported)"], row
-    wire = [line for line in client.transcript if line.startswith(reqid + " ")]
+    wire = [line for line in client.received() if line.startswith(reqid + " ")]
     assert wire == ["%s 1 Job\\ RUNNING:\\ sge\\ hold\\ command\\ failed\\ (stdout:)\\ (stderr:hold\\ of\\ a\\ "
                     "running\\ job\\ is\\ not\\ supported)\r\n" % reqid], wire
     r = sge_cell.run(["qstat"], check=True)  # no hold flag was set: still plain "r"

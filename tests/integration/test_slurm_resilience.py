@@ -135,7 +135,7 @@ def test_sigkill_mid_burst_then_restart(make_client, purging, tmp_path):
     got = {}
     deadline = time.time() + 60
     while len(got) < 3 and time.time() < deadline:
-        first._poll()
+        first.poll()
         for i, r in enumerate(reqs):
             if r in first.results:
                 got[i] = first.results.pop(r)[3]

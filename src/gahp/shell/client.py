@@ -117,7 +117,7 @@ def _locked(method):
 class ShellClient:
     def __init__(self, argv: Sequence[str] = DEFAULT_SERVER, env: Optional[Dict[str, str]] = None,
                  cwd: Optional[str] = None, reply_timeout: float = REPLY_TIMEOUT, async_mode: bool = True,
-                 stderr=None, first_id: int = 1):
+                 stderr=None, first_id: int = 1, strict: bool = False):
         self.argv = list(argv)
         self.reply_timeout = reply_timeout
         self.maker = LineMaker(first_id)
@@ -138,6 +138,7 @@ class ShellClient:
         self.on_detached = None
         self._last_poll = time.monotonic()
         self.poll_every = POLL_EVERY if async_mode else SYNC_POLL_EVERY
+        self.strict = strict   # a line not ending in CRLF is a ProtocolError (for tests of the server)
         self.stderr_lines: List[str] = []
         if stderr == CAPTURE:
             stderr = subprocess.PIPE
@@ -206,6 +207,8 @@ class ShellClient:
         if line is None:
             self._lines.put(None)       # later calls see the EOF too
             raise self._died(waiting_for)
+        if self.strict and not line.endswith("\r\n"):
+            raise ProtocolError("a line not ending in CRLF while waiting for %s: %r" % (waiting_for, line))
         line = line.rstrip("\r\n")
         self.transcript.append(("<", line))
         return line
