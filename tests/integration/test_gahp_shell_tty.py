@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pexpect
 import pytest
@@ -314,6 +315,32 @@ def test_raw_mode_gahp_lines_colours_and_submit_from_a_file(env, workdir):
         child.expect_exact(PROMPT)
         child.sendline("ping local")
         child.expect(r"\d+ 0 No error")
+        child.expect_exact(PROMPT)
+        finish(child)
+    finally:
+        child.close(force=True)
+
+
+def test_ctrl_c_stops_waiting_and_the_result_comes_later(env, workdir, tmp_path):
+    # a slow bsub that then fails: the submit's result comes after 4 s
+    from conformance.sim import lsf as lsf_sim
+    from tests.clusters.sim import SimSystem
+    lsf = SimSystem(tmp_path, "lsf", lsf_sim.COMMANDS)
+    lsf.fault("bsub", hang=4, rc=255, stderr="LSF is down. Please wait ...\n", times=1)
+    with open(env["BLAHPD_CONFIG_LOCATION"], "a") as f:
+        f.write("supported_lrms=local,lsf\n")
+    env = dict(env, **lsf.env)
+    child = spawn(env, workdir)
+    try:
+        child.sendline("submit Cmd=/bin/true Iwd=%s gridtype=lsf" % workdir)
+        time.sleep(1)
+        child.sendintr()
+        child.expect_exact("stopped waiting: the results of request 1 will be shown when they come")
+        child.expect_exact(PROMPT)
+        child.expect(r"1 [1-9]\d* submission command failed", timeout=60)   # the late result, unasked
+        child.expect_exact(PROMPT)
+        child.sendline("ping local")                      # the shell goes on
+        child.expect_exact("2 0 No error")
         child.expect_exact(PROMPT)
         finish(child)
     finally:
