@@ -100,6 +100,7 @@ def test_tab_completion_of_commands_attributes_job_ids_and_help(env, workdir):
         child.expect_exact("watch")
         child.send("\r")
         child.expect_exact("watch JOBID [SECONDS]")
+        child.expect_exact("wire:    BLAH_JOB_STATUS <reqid> <jobid>, repeated")
         child.expect_exact(PROMPT)
         child.send("raw BLAH_PI\t")
         child.expect_exact("BLAH_PING ")

@@ -50,6 +50,7 @@ def test_files_after_submit_f(tmp_path):
 
 def test_help_ping_raw():
     assert complete("help wa") == ["watch"]
+    assert complete("help BLAH_P") == ["BLAH_PING"]
     assert complete("ping s") == ["sge", "slurm"]
     assert complete("raw BLAH_P") == ["BLAH_PING "]
     assert complete("raw BLAH_PING 3 ") == []
@@ -96,3 +97,12 @@ def test_recording_keeps_errors_and_braces_literal():
     assert "< 1 1 Unknown\\ lrms\\ {{nosuch}}" in text
     assert "@ needs: protocol" in text
     parse(text, "r.session")
+
+
+def test_help_carries_the_protocol_reference():
+    from gahp.shell.helptext import help_text
+    text = help_text("status")
+    assert "wire:    BLAH_JOB_STATUS <reqid> <jobid>" in text and "5 fields" in text and "4 COMPLETED" in text
+    assert help_text("BLAH_JOB_SUBMIT") == help_text("submit") and "4 fields" in help_text("submit")
+    assert "no help on 'frob'" in help_text("frob")
+    assert "watch JOBID [SECONDS]" in help_text()

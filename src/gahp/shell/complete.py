@@ -65,6 +65,8 @@ class Completer:
             # attribute names compare without case, as ClassAds do
             return sorted(o for o in options if o.lower().startswith(text.lower()))
         if head == "help" and len(before) == 1:
+            if text[:1].isupper():
+                return _starting(sorted(set(self.gahp_commands())), text, "")
             return _starting(self.commands, text, "")
         if head == "ping" and len(before) == 1:
             return _starting(sorted(LRMS_NAMES), text, "")
