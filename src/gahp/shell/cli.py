@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO, Union
 
-from gahp.shell.client import RESULT_TIMEOUT, ProtocolError, ServerDied, ShellClient
+from gahp.shell.client import INHERIT, RESULT_TIMEOUT, ProtocolError, ServerDied, ShellClient
 from gahp.shell.interactive import ALL_COMMANDS, LOCAL_COMMANDS, Shell
 from gahp.shell.lines import LineMaker, UsageError, split_commands
 from gahp.shell.record import Recorder
@@ -57,7 +56,7 @@ def run_script(commands: Union[str, Sequence[str]], client: Optional[ShellClient
                server: Sequence[str] = ("blahpd",), env: Optional[Dict[str, str]] = None,
                out: Optional[TextIO] = None, err: Optional[TextIO] = None,
                timeout: float = RESULT_TIMEOUT, recorder: Optional[Recorder] = None,
-               color: bool = False) -> int:
+               color: bool = False, server_stderr=None) -> int:
     """Run typed commands (a ``-c`` script or a list) and return the script exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -70,7 +69,7 @@ def run_script(commands: Union[str, Sequence[str]], client: Optional[ShellClient
     own = client is None
     try:
         if own:
-            client = ShellClient(list(server), env=env)
+            client = ShellClient(list(server), env=env, stderr=server_stderr)
         shell = Shell(client, out=out, err=err, recorder=recorder, timeout=timeout, color=color)
         if recorder is not None:
             _record_start(client, recorder)
@@ -147,7 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if a.script is not None or not sys.stdin.isatty():
             script = a.script if a.script is not None else sys.stdin.read()
-            return run_script(script, server=server_argv, timeout=a.timeout, recorder=recorder, color=color)
+            return run_script(script, server=server_argv, timeout=a.timeout, recorder=recorder, color=color,
+                              server_stderr=_server_stderr(a))
         return _interactive(server_argv, a, recorder, color)
     except KeyboardInterrupt:
         sys.stderr.write("gahp-shell: interrupted\n")
@@ -162,7 +162,7 @@ def _interactive(server_argv: List[str], a: argparse.Namespace, recorder: Option
     if history is None:
         history = os.environ.get(HISTORY_ENV) or os.path.expanduser("~/.gahp_shell_history")
     try:
-        client = ShellClient(server_argv, stderr=None if a.ssh else subprocess.DEVNULL)
+        client = ShellClient(server_argv, stderr=_server_stderr(a))
     except (ServerDied, ProtocolError) as e:
         sys.stderr.write("gahp-shell: %s\n" % e)
         return 2
@@ -173,6 +173,12 @@ def _interactive(server_argv: List[str], a: argparse.Namespace, recorder: Option
         return shell.interact(history or None)
     finally:
         client.close(timeout=10)
+
+
+def _server_stderr(a: argparse.Namespace):
+    """gahp-ssh's one-line errors (refused, host key, authentication) must reach the admin; a
+    local server's stderr would only scribble over the prompt."""
+    return INHERIT if a.ssh else None
 
 
 def _write_session(recorder: Recorder, a: argparse.Namespace) -> None:

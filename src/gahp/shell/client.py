@@ -30,6 +30,7 @@ RESULT_TIMEOUT = 240.0   # protocol.md section 8: every accepted request has its
 POLL_EVERY = 5.0         # RESULTS also polled this often while waiting (an R may be missed)
 SYNC_POLL_EVERY = 0.5    # ... and this often with async mode off, where no R ever comes
 CAPTURE = "capture"      # stderr=CAPTURE: keep the server's stderr lines in ``stderr_lines``
+INHERIT = "inherit"      # stderr=INHERIT: the server writes to our stderr (default: /dev/null)
 
 
 class GahpError(Exception):
@@ -142,6 +143,8 @@ class ShellClient:
         self.stderr_lines: List[str] = []
         if stderr == CAPTURE:
             stderr = subprocess.PIPE
+        elif stderr == INHERIT:
+            stderr = None
         elif stderr is None:
             stderr = subprocess.DEVNULL
         try:
