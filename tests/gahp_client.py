@@ -5,9 +5,7 @@ import os
 import time
 
 from blahp.classad import parse_ad
-from gahp.escaping import quote_arg
 from gahp.shell.client import CAPTURE, GahpError, ServerDied, ShellClient
-from gahp.shell.lines import Request
 from tests.conftest import blahpd_command
 
 
@@ -27,11 +25,10 @@ class GahpClient(ShellClient):
         return [line + "\r\n" for kind, line in self.transcript if kind == "<"]
 
     def start(self, name, *args):
-        reqid = self.maker.new_id()
-        request = Request(name, " ".join([name, reqid] + [quote_arg(a) for a in args]), reqid, list(args), [reqid])
+        request = self.maker.request(name, args)
         reply = self.send(request)
         assert reply == "S", (name, reply)
-        return reqid
+        return request.reqid
 
     def wait(self, reqid, timeout=120, command=None):
         return super().wait(reqid, timeout, command)

@@ -14,9 +14,8 @@ import shlex
 import time
 from typing import Callable, Dict, List, Optional, Sequence, TextIO
 
-from gahp.escaping import quote_arg
 from gahp.shell.client import CAPTURE, BadBanner, CannotStart, GahpError, ServerDied, ShellClient
-from gahp.shell.lines import Request, build_ad, classad_string
+from gahp.shell.lines import build_ad, classad_string
 
 REQUIRED_COMMANDS = ("BLAH_JOB_SUBMIT", "BLAH_JOB_STATUS", "BLAH_PING", "RESULTS", "QUIT")
 # GAHP job states (BLAH_JOB_STATUS field 3)
@@ -60,7 +59,7 @@ class _Gahp:
 
     def call(self, name: str, reqid: str, args: Sequence[str], timeout: float) -> List[str]:
         """Send the request, wait for its result fields."""
-        request = Request(name, " ".join([name, reqid] + [quote_arg(a) for a in args]), reqid, list(args), [reqid])
+        request = self.client.maker.request(name, args, reqid=reqid)
         try:
             reply = self.client.send(request)
             if reply != "S":

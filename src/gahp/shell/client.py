@@ -201,7 +201,7 @@ class ShellClient:
         when = "while waiting for %s" % waiting_for if waiting_for else "while the shell was idle"
         return ServerDied("%s %s" % (describe_status(status), when), status)
 
-    def _next_line(self, timeout: float, waiting_for: str) -> str:
+    def _next_line(self, timeout: float, waiting_for: Optional[str]) -> str:
         """The next line from the server (R included), CRLF removed."""
         try:
             line = self._lines.get(timeout=max(timeout, 0.0))
@@ -357,16 +357,8 @@ class ShellClient:
         if not self.lock.acquire(blocking=False):
             return False
         try:
-            while True:
-                try:
-                    line = self._lines.get_nowait()
-                except queue.Empty:
-                    break
-                if line is None:
-                    self._lines.put(None)
-                    raise self._died(None)
-                line = line.rstrip("\r\n")
-                self.transcript.append(("<", line))
+            while not self._lines.empty():   # we hold the lock: nobody else takes lines
+                line = self._next_line(0.0, None)  # at EOF: ServerDied "while the shell was idle"
                 if line != "R":
                     raise ProtocolError("unexpected line from the server while idle: %r" % line)
                 self._r_seen = True

@@ -174,10 +174,6 @@ class Shell:
                 if self.recorder:
                     self.recorder.exchange(bg.request, bg.reply, bg.raw)
 
-    def _detach(self, request: Request, reply: str, raw: List[str]) -> None:
-        self.background[request.reqid] = _Background(request, reply, list(raw))
-        self.client.detach(request)
-
     # -- commands -----------------------------------------------------------------------
     def execute(self, text: str) -> int:
         """Run one typed line: 0 success, 1 failure. Raises UsageError, ServerDied."""
@@ -259,7 +255,7 @@ class Shell:
             return 1
         if background:
             self.say("request %s sent; its results will be shown when they come" % request.reqid, DIM)
-            self._detach(request, reply, [])
+            self._detach(request, reply, [], 0)
             return 0
         ok = True
         raw: List[str] = []
@@ -270,11 +266,11 @@ class Shell:
             except Interrupted:
                 self.say("stopped waiting: the results of request %s will be shown when they come"
                          % request.reqid, DIM)
-                self._detach_rest(request, reply, raw, i)
+                self._detach(request, reply, raw, i)
                 return 1
             except GahpTimeout as e:
                 self.error(str(e))
-                self._detach_rest(request, reply, raw, i)
+                self._detach(request, reply, raw, i)
                 return 1
             raw.append(self.client.raw.pop(rid, ""))
             ok = self.render_result(request, fields, i) and ok
@@ -282,7 +278,9 @@ class Shell:
             self.recorder.exchange(request, reply, raw)
         return 0 if ok else 1
 
-    def _detach_rest(self, request: Request, reply: str, raw: List[str], done: int) -> None:
+    def _detach(self, request: Request, reply: str, raw: List[str], done: int) -> None:
+        """Stop waiting for the results of ``request`` from the ``done``-th on; they are printed
+        (and recorded) when they come."""
         rest = Request(request.command, request.line, request.reqid, request.args, request.expect[done:])
         self.background[request.reqid] = _Background(request, reply, list(raw))
         self.client.detach(rest)

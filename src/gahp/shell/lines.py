@@ -260,7 +260,7 @@ class LineMaker:
                 ad = ad_from_text(self._read_file(words[1]))
             else:
                 ad = build_ad(parse_assignment(w) for w in words)
-            return self._async("BLAH_JOB_SUBMIT", [ad])
+            return self.request("BLAH_JOB_SUBMIT", [ad])
         if name in ASYNC_COMMANDS:
             command, nargs = ASYNC_COMMANDS[name]
             if nargs is None:
@@ -270,17 +270,18 @@ class LineMaker:
                 ids = [i for w in words for i in w.split()]
                 if not ids:
                     raise UsageError("usage: %s JOBID [JOBID...]" % name)
-                return self._async(command, [" ".join(ids)], multi=len(ids))
+                return self.request(command, [" ".join(ids)], multi=len(ids))
             if len(words) != nargs:
                 raise UsageError("%s takes %d argument%s" % (name, nargs, "" if nargs == 1 else "s"))
-            return self._async(command, list(words))
+            return self.request(command, list(words))
         raise UsageError("unknown command %r (try: %s)" % (head, ", ".join(SHELL_COMMANDS)))
 
-    def _async(self, command: str, args: Sequence[str], multi: int = 1) -> Request:
+    def request(self, command: str, args: Sequence[str], multi: int = 1, reqid: Optional[str] = None) -> Request:
+        """An async request with its arguments escaped (the next request id unless given)."""
         for a in args:
             if not a:
                 raise UsageError("empty argument to %s" % command)
-        rid = self.new_id()
+        rid = reqid if reqid is not None else self.new_id()
         line = " ".join([command, rid] + [quote_arg(a) for a in args])
         expect = [rid] if multi == 1 else ["%s.%d" % (rid, i) for i in range(multi)]
         return Request(command, line, rid, list(args), expect)

@@ -20,7 +20,7 @@ import re
 import time
 from typing import List, Optional, Sequence, Tuple
 
-from gahp.escaping import split_args
+from gahp.escaping import quote_arg, split_args
 from gahp.shell.lines import Request, parse_ad
 
 FINAL_STATES = ("3", "4")
@@ -31,11 +31,6 @@ _KEPT = ("JobStatus", "ExitCode", "ExitBySignal", "ExitSignal")
 
 def _braces(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
-
-
-def _regex_escape_for_session(text: str) -> str:
-    # inside {/re/} the pattern cannot contain "/}"; ours never do, but braces must stay literal
-    return re.escape(text)
 
 
 class Recorder:
@@ -58,11 +53,15 @@ class Recorder:
             out = out.replace(_braces(job), "{%s}" % name)
         return out
 
+    def _head(self, fields: List[str]) -> str:
+        """Request id, code and message of a result, escaped as on the wire and generalised."""
+        return " ".join(self._general(quote_arg(f)) for f in fields[:3])
+
     def _capture(self, fields: List[str], line: str) -> str:
         """A successful submit result: its job id becomes a new name, bound here."""
         job = fields[3]
         name = "job%d" % (len(self.jobs) + 1)
-        head = " ".join(self._general(f).replace(" ", "\\ ") for f in fields[:3])
+        head = self._head(fields)
         self.jobs.append((job, name))
         lrms = job.split("/", 1)[0]
         if lrms not in self.lrms:
@@ -73,14 +72,14 @@ class Recorder:
         """(pattern, final) for a successful status result."""
         ad = parse_ad(fields[4]) if fields[4] != "N/A" else {}
         state = fields[3]
-        head = " ".join(self._general(f.replace("\\", "\\\\").replace(" ", "\\ ")) for f in fields[:3])
+        head = self._head(fields)
         if state not in FINAL_STATES:
             return "%s {any} {any}" % head, False
         looks = []
         for key in _KEPT:
             value = next((v for k, v in ad.items() if k.lower() == key.lower()), None)
             if value is not None:
-                looks.append(r"(?=.*\b%s\\ =\\ %s\b)" % (key, _regex_escape_for_session(value)))
+                looks.append(r"(?=.*\b%s\\ =\\ %s\b)" % (key, re.escape(value)))
         pattern = "{/%s/}{*}" % "".join(looks) if looks else "{*}"
         return "%s %s [%s]" % (head, state, pattern), True
 
@@ -128,9 +127,6 @@ class Recorder:
             if lrms not in self.lrms:
                 self.lrms.append(lrms)
         return steps, final
-
-    def exit(self, status: int) -> None:
-        self.lines.append("= exit %d" % status)
 
     # -- result --------------------------------------------------------------------------
     def needs(self) -> str:
