@@ -10,7 +10,7 @@ import re
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from blahp.backend import (ANY_EXIT_CODE, Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed, current_user,
+from blahp.backend import (ANY_EXIT_CODE, Backend, BackendContext, CommandFailed, QueryFailed, current_user,
                            query_failure)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
@@ -88,6 +88,8 @@ class PbsBackend(Backend):
     name = "pbs"
     # ids minted by other tools may carry the server (``pbs/20250101/123.pbs01``): digits are kept
     batch_id_pattern = r"\d+(\.[A-Za-z0-9.-]+)?"
+    # Queue = "q@server": a job on another server of the site keeps "@server" in its id
+    clusters = True
     prefix = "#PBS"
     tools = ("qsub", "qstat", "qdel", "qhold", "qrls")
     transient_errors = TRANSIENT
@@ -107,6 +109,11 @@ class PbsBackend(Backend):
         ref = super().parse_job_id(raw)
         ref.batch_id = ref.batch_id.split(".", 1)[0]
         return ref
+
+    @staticmethod
+    def _target(batch_id: str, server: Optional[str]) -> str:
+        """The job as a PBS command names it: ``n`` on the default server, else ``n.server``."""
+        return "%s.%s" % (batch_id, server) if server else batch_id
 
     # -- submission ----------------------------------------------------------------------
     def directives(self, job, batch_output: Optional[str]) -> List[str]:
@@ -157,25 +164,21 @@ class PbsBackend(Backend):
     def late_directives(self, job, local: List[str], extra: List[str]) -> List[str]:
         # the site's own queue (local attributes or extra args) wins, as in pbs_submit.sh
         if job.queue and not any(re.match(r"#PBS\s+-q\b", line) for line in local + extra):
-            return ["%s -q %s" % (self.prefix, job.queue)]
+            return ["%s -q %s%s" % (self.prefix, job.queue, "@" + job.cluster if job.cluster else "")]
         return []
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:
-        if job.cluster:
-            # qstat asks the default server only: a job on another server would look vanished
-            raise SubmitFailed(1, "Queue %s@%s: PBS destinations on another server are not supported"
-                               % (job.queue, job.cluster), ambiguous=False)
         res = await self.run_submit(["qsub", script_path], job)
         batch_id = pp.parse_qsub(res.stdout)
         if batch_id is None:
             raise self.no_job_id(res)
-        return batch_id, None
+        return batch_id, job.cluster
 
     async def find_by_key(self, job) -> Optional[Tuple[str, Optional[str]]]:
         wanted = job_name(job.h12)
-        for rec in (await self.bulk_query(None)).values():
+        for rec in (await self.bulk_query(job.cluster)).values():
             if (rec.extra or {}).get("name") == wanted and rec.state not in pp.FINAL_STATES:
-                return rec.batch_id, None
+                return rec.batch_id, job.cluster
         return None
 
     # -- status --------------------------------------------------------------------------
@@ -187,8 +190,9 @@ class PbsBackend(Backend):
             raise QueryFailed("unparsable qstat output: %s" % e) from None
 
     async def bulk_query(self, cluster: Optional[str]) -> Dict[str, NativeRecord]:
+        server = ["@" + cluster] if cluster else []   # without a destination: the default server
         if self._json is not False:
-            res = await self.query(["qstat", "-f", "-F", "json"], accept=ANY_EXIT_CODE)
+            res = await self.query(["qstat", "-f", "-F", "json"] + server, accept=ANY_EXIT_CODE)
             if _usage_error(res):
                 self.log.warning("qstat does not know -F json; using qstat -f", stderr=tail(res.stderr, 200))
                 self._json = False
@@ -198,7 +202,8 @@ class PbsBackend(Backend):
                 self._json = True
                 return self._parse(res, True, user=self.user)
         # -1 (no line wrapping) is TORQUE's; PBS Pro rejects it next to -f
-        res = await self.query(["qstat", "-f"] if self.pro else ["qstat", "-f", "-1"], accept=ANY_EXIT_CODE)
+        res = await self.query((["qstat", "-f"] if self.pro else ["qstat", "-f", "-1"]) + server,
+                               accept=ANY_EXIT_CODE)
         if res.returncode == UNKNOWN_JOB_RC and not res.timed_out and not res.stdout.strip() \
                 and all("Unknown Job Id" in ln for ln in res.stderr.splitlines() if ln.strip()):
             return {}  # the PBS emulation over Slurm answers "no jobs at all" this way
@@ -215,7 +220,8 @@ class PbsBackend(Backend):
         for i in range(0, len(ids), HISTORY_BATCH):
             chunk = list(ids[i:i + HISTORY_BATCH])
             fmt = ["-F", "json"] if self._json else []
-            res = await self.query(["qstat", "-x", "-f"] + fmt + chunk, accept=ANY_EXIT_CODE)
+            res = await self.query(["qstat", "-x", "-f"] + fmt + [self._target(b, cluster) for b in chunk],
+                                   accept=ANY_EXIT_CODE)
             if NO_HISTORY in res.stderr + res.stdout:
                 self.log.warning("PBS job history is disabled (job_history_enable); exit codes come from "
                                  "exit records", reprobe_after=REPROBE_HISTORY)
@@ -234,11 +240,12 @@ class PbsBackend(Backend):
         return pp.map_record(record, report_batch_holds=self.report_holds, last_status=last_status)
 
     # -- control -------------------------------------------------------------------------
-    async def _gone(self, batch_id: str) -> bool:
+    async def _gone(self, ref: JobRef) -> bool:
         """qdel failed without saying why (the emulation over Slurm prints nothing for an unknown
         job): the job is gone when qstat says it does not know it or that it has finished."""
+        target = self._target(ref.batch_id, ref.cluster)
         try:
-            res = await self.run(["qstat", "-f", batch_id] if self.pro else ["qstat", "-f", "-1", batch_id])
+            res = await self.run(["qstat", "-f", target] if self.pro else ["qstat", "-f", "-1", target])
         except CommandNotExecutable:
             return False
         if res.timed_out:
@@ -250,15 +257,16 @@ class PbsBackend(Backend):
                 jobs = pp.records(pp.parse_qstat_full(res.stdout))
             except ValueError:
                 return False
-            rec = jobs.get(batch_id)
+            rec = jobs.get(ref.batch_id)
             return rec is not None and rec.state in pp.FINAL_STATES
         return False
 
     async def cancel(self, ref: JobRef) -> bool:
         try:
-            return await self.control(["qdel", ref.batch_id], "cancel", done=GONE, finished=FINISHED)
+            return await self.control(["qdel", self._target(ref.batch_id, ref.cluster)], "cancel", done=GONE,
+                                      finished=FINISHED)
         except CommandFailed as e:
-            if e.not_executable or not await self._gone(ref.batch_id):
+            if e.not_executable or not await self._gone(ref):
                 raise
             return True
 
@@ -267,10 +275,10 @@ class PbsBackend(Backend):
         # so it is refused with the C blahp's own words.
         if status == RUNNING:
             raise CommandFailed(1, HOLD_RUNNING_REFUSED)
-        await self.control(["qhold", ref.batch_id], "hold")
+        await self.control(["qhold", self._target(ref.batch_id, ref.cluster)], "hold")
 
     async def release(self, ref: JobRef) -> None:
-        await self.control(["qrls", ref.batch_id], "resume")
+        await self.control(["qrls", self._target(ref.batch_id, ref.cluster)], "resume")
 
     async def check(self):
         lines = await super().check()

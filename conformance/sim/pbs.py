@@ -21,9 +21,15 @@ documented samples under ``tests/fixtures/pbs/``:
 * qhold of a running job sets the hold flag and the job keeps running (no checkpointing), as both
   servers do.
 
-Messages not taken from those sources (approximations): invalid ``-l`` values and unknown
-resources.  Not simulated: TORQUE's ``qstat -x`` (XML), queue operands of qstat, job arrays,
-``qsig``/suspension (``S`` only when the core world suspends a job).
+* several servers (setting ``peers``: more server names): ``qsub -q queue@server`` submits to
+  that server, ``qstat @server`` / ``queue@server`` lists its jobs, ``<n>.<server>`` names a job
+  there.  Each peer is a world of its own under ``peers/<name>`` (its job ids start at 1 too,
+  as a real server's do) that shares this world's clock and settings.
+
+Messages not taken from those sources (approximations): invalid ``-l`` values, unknown
+resources, and a server that is not there (``cannot connect to server <name>``, exit 1).  Not
+simulated: TORQUE's ``qstat -x`` (XML), job arrays, ``qsig``/suspension (``S`` only when the core
+world suspends a job).
 """
 from __future__ import annotations
 
@@ -68,6 +74,49 @@ class Flavour:
 
     def full_id(self, job_id: str) -> str:
         return "%s.%s" % (job_id, self.server)
+
+
+class Servers:
+    """The site's servers: this state directory's own (the default) and the ``peers``."""
+
+    def __init__(self, world: core.World) -> None:
+        self.home = world
+        self.default = Flavour(world).server
+        self.names = [self.default] + list(world.settings.get("peers") or [])
+        self._open: Dict[str, core.World] = {self.default: world}
+
+    def get(self, name: str = "") -> Optional[core.World]:
+        name = name or self.default
+        if name not in self.names:
+            return None
+        if name not in self._open:
+            d = os.path.join(self.home.dir, "peers", name)
+            os.makedirs(d, exist_ok=True)
+            peer = core.World(d, dict(self.home.settings, server=name, peers=[]))
+            peer.offset = self.home.offset
+            peer.tick()
+            self._open[name] = peer
+        return self._open[name]
+
+    def save(self) -> None:
+        for w in self._open.values():
+            if w is not self.home:   # the caller's own world is saved by core.dispatch
+                w.save()
+
+
+def no_server(command: str, name: str) -> Result:
+    return 1, "", "Connection refused\n%s: cannot connect to server %s (errno=15010)\n" % (command, name)
+
+
+def with_servers(handler):
+    """Run a command with every server at hand; the peers it touched are saved after it."""
+    def run(world: core.World, argv: List[str]) -> Result:
+        servers = Servers(world)
+        try:
+            return handler(servers, argv)
+        finally:
+            servers.save()
+    return run
 
 
 class UsageError(Exception):
@@ -173,7 +222,9 @@ def _begin_time(text: str, now: float) -> Optional[float]:
 
 # --- qsub ------------------------------------------------------------------------------------------
 
-def qsub(world: core.World, argv: List[str]) -> Result:
+@with_servers
+def qsub(servers: Servers, argv: List[str]) -> Result:
+    world = servers.home
     f = Flavour(world)
     try:
         cmdline, operands = getopt(argv, QSUB_ARG, QSUB_FLAG, "qsub")
@@ -228,9 +279,13 @@ def qsub(world: core.World, argv: List[str]) -> Result:
     name = single.get("N") or os.path.basename(operands[0])[:15]
     if not name[:1].isalpha() or (not f.pro and len(name) > 15):
         return 2, "", "qsub: illegal -N value\n"
-    queue = single.get("q") or f.queues[0]
-    qname, _, qserver = queue.partition("@")
-    if qname not in f.queues or (qserver and qserver != f.server):
+    qname, _, qserver = (single.get("q") or "").partition("@")
+    peer = servers.get(qserver)
+    if peer is None:
+        return no_server("qsub", qserver)
+    world, f = peer, Flavour(peer)   # the job lives on the server it was sent to
+    qname = qname or f.queues[0]
+    if qname not in f.queues:
         if f.pro:
             return f.unkque_rc, "", "qsub: Unknown queue\n"
         return f.unkque_rc, "", "qsub: submit error (Unknown queue MSG=requested queue not found)\n"
@@ -450,15 +505,18 @@ def json_job(world: core.World, f: Flavour, job: Dict[str, Any]) -> Dict[str, An
     return out
 
 
-def json_document(world: core.World, f: Flavour, jobs: Sequence[Dict[str, Any]]) -> str:
+Shown = Sequence[Tuple[core.World, Flavour, Dict[str, Any]]]   # each job with its server
+
+
+def json_document(world: core.World, f: Flavour, jobs: Shown) -> str:
     doc: Dict[str, Any] = {"timestamp": int(world.now()), "pbs_version": world.settings["pbs_version"],
                            "pbs_server": f.server}
     if jobs:
-        doc["Jobs"] = {f.full_id(j["id"]): json_job(world, f, j) for j in jobs}
+        doc["Jobs"] = {fj.full_id(j["id"]): json_job(w, fj, j) for w, fj, j in jobs}
     return json.dumps(doc, indent=4, separators=(",", ":")) + "\n"
 
 
-def summary_table(world: core.World, f: Flavour, jobs: Sequence[Dict[str, Any]]) -> str:
+def summary_table(world: core.World, f: Flavour, jobs: Shown) -> str:
     now = world.now()
     if not jobs:
         return ""
@@ -470,10 +528,10 @@ def summary_table(world: core.World, f: Flavour, jobs: Sequence[Dict[str, Any]])
         lines = ["Job ID                    Name             User            Time Use S Queue",
                  "------------------------- ---------------- --------------- -------- - -----"]
         fmt = "%-25.25s %-16.16s %-15.15s %8.8s %1.1s %-15.15s"
-    for j in jobs:
+    for _, fj, j in jobs:
         used = _hms(float(world.settings["used_cput"])) if j.get("start_time") is not None else "0"
-        lines.append(fmt % (f.full_id(j["id"]), j["name"], j["owner"], used, state_letter(f, j, now),
-                            j.get("queue") or f.queues[0]))
+        lines.append(fmt % (fj.full_id(j["id"]), j["name"], j["owner"], used, state_letter(fj, j, now),
+                            j.get("queue") or fj.queues[0]))
     return "\n".join(lines) + "\n"
 
 
@@ -516,7 +574,9 @@ QSTAT_USAGE_TORQUE = ("usage: \nqstat [-f [-1]] [-W site_specific] [-x] [ job_id
                       "qstat -q [-G|-M] [ destination... ]\nqstat -B [-f [-1]] [-W site_specific] [ server_name... ]\n")
 
 
-def qstat(world: core.World, argv: List[str]) -> Result:
+@with_servers
+def qstat(servers: Servers, argv: List[str]) -> Result:
+    world = servers.home
     f = Flavour(world)
     usage = QSTAT_USAGE_PRO if f.pro else QSTAT_USAGE_TORQUE
     with_arg = set("Fu") if f.pro and world.settings.get("json", True) else set("u")
@@ -539,35 +599,50 @@ def qstat(world: core.World, argv: List[str]) -> Result:
         return 0, out, "".join("qstat: PBS is not configured to maintain job history %s\n"
                                % (f.full_id(i.split(".")[0]) if i else "") for i in ids)
     user = o.get("u")
-    shown: List[Dict[str, Any]] = []
+    shown: List[Tuple[core.World, Flavour, Dict[str, Any]]] = []
     err: List[str] = []
     rc = 0
-    if operands:
-        for op in operands:
-            job, why = _lookup(world, f, op, history)
-            if job is not None:
-                shown.append(job)
+    for op in operands or ["@" + f.server]:
+        if "@" in op or not op.split(".")[0].isdigit():   # a destination: queue, @server, queue@server
+            qname, _, sname = op.partition("@")
+            w = servers.get(sname)
+            if w is None:
+                return no_server("qstat", sname)
+            fw = Flavour(w)
+            if qname and qname not in fw.queues:
+                err.append("qstat: Unknown queue destination %s" % op)
+                rc = fw.unkque_rc
                 continue
-            full_op = f.full_id(op.split(".")[0]) if op.split(".")[0].isdigit() else op
-            if why == "finished":
-                err.append("qstat: %s Job has finished, use -x or -H to obtain historical job information" % full_op)
-                code = 35
-            else:
-                err.append("qstat: %s %s" % (f.unknown, full_op))
-                code = 153
-            rc = code if f.pro or rc == 0 else rc   # Pro: the last error; TORQUE: the first
-    else:
-        pool = list(world.jobs.values())
-        if f.pro and history:
-            pool += [j for k, j in world.history.items() if k not in world.jobs]
-        shown = [j for j in pool if _visible(f, j, history)]
+            pool = list(w.jobs.values())
+            if fw.pro and history:
+                pool += [j for k, j in w.history.items() if k not in w.jobs]
+            shown += sorted(((w, fw, j) for j in pool if _visible(fw, j, history)
+                             and (not qname or (j.get("queue") or fw.queues[0]) == qname)),
+                            key=lambda t: int(t[2]["id"]))
+            continue
+        seq, _, sname = op.partition(".")
+        w = servers.get(sname)
+        if w is None:
+            return no_server("qstat", sname)
+        fw = Flavour(w)
+        job, why = _lookup(w, fw, op, history)
+        if job is not None:
+            shown.append((w, fw, job))
+            continue
+        full_op = fw.full_id(seq)
+        if why == "finished":
+            err.append("qstat: %s Job has finished, use -x or -H to obtain historical job information" % full_op)
+            code = 35
+        else:
+            err.append("qstat: %s %s" % (fw.unknown, full_op))
+            code = 153
+        rc = code if f.pro or rc == 0 else rc   # Pro: the last error; TORQUE: the first
     if user:
-        shown = [j for j in shown if j["owner"] in user.split(",")]
-    shown.sort(key=lambda j: int(j["id"]))
+        shown = [t for t in shown if t[2]["owner"] in user.split(",")]
     if fmt == "json":
-        out = json_document(world, f, shown)
+        out = json_document(shown[0][0] if shown else world, shown[0][1] if shown else f, shown)
     elif full:
-        out = "".join(full_text(world, f, j, one) for j in shown)
+        out = "".join(full_text(w, fw, j, one) for w, fw, j in shown)
     else:
         out = summary_table(world, f, shown)
     return rc, out, "".join(e + "\n" for e in err)
@@ -586,8 +661,7 @@ def server_status(world: core.World, f: Flavour) -> str:
 
 # --- qdel, qhold, qrls -----------------------------------------------------------------------------
 
-def _control(world: core.World, argv: List[str], command: str, action) -> Result:
-    f = Flavour(world)
+def _control(servers: Servers, argv: List[str], command: str, action) -> Result:
     try:
         _, operands = getopt(argv, set("hW"), set(), command)
     except UsageError as e:
@@ -596,8 +670,12 @@ def _control(world: core.World, argv: List[str], command: str, action) -> Result
         return 2, "", "usage: %s job_identifier ...\n" % command
     rc = 0
     err = []
-    now = world.now()
     for op in operands:
+        world = servers.get(op.partition(".")[2])
+        if world is None:
+            return no_server(command, op.partition(".")[2])
+        f = Flavour(world)
+        now = world.now()
         job, why = _lookup(world, f, op, history=True)
         full_op = f.full_id(op.split(".")[0]) if op.split(".")[0].isdigit() else op
         if job is None:
@@ -636,16 +714,19 @@ def _release(world: core.World, job: Dict[str, Any]) -> None:
     job["held"] = False
 
 
-def qdel(world: core.World, argv: List[str]) -> Result:
-    return _control(world, argv, "qdel", _delete)
+@with_servers
+def qdel(servers: Servers, argv: List[str]) -> Result:
+    return _control(servers, argv, "qdel", _delete)
 
 
-def qhold(world: core.World, argv: List[str]) -> Result:
-    return _control(world, argv, "qhold", _hold)
+@with_servers
+def qhold(servers: Servers, argv: List[str]) -> Result:
+    return _control(servers, argv, "qhold", _hold)
 
 
-def qrls(world: core.World, argv: List[str]) -> Result:
-    return _control(world, argv, "qrls", _release)
+@with_servers
+def qrls(servers: Servers, argv: List[str]) -> Result:
+    return _control(servers, argv, "qrls", _release)
 
 
 HANDLERS = {"qsub": qsub, "qstat": qstat, "qdel": qdel, "qhold": qhold, "qrls": qrls}

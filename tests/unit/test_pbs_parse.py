@@ -313,7 +313,7 @@ def test_job_ids_keep_the_digits():
     assert jid == "pbs/20261122/42"
     assert b.parse_job_id(jid) == JobRef(jid, "pbs", "42", None, "20261122")
     assert b.parse_job_id("pbs/20200101/123.pbs01.example.org").batch_id == "123"
-    for bad in ("pbs/20261122/4a", "pbs/20261122/4@c", "slurm/20261122/4", "pbs/x/", "pbs/20261122/.srv",
+    for bad in ("pbs/20261122/4a", "pbs/20261122/4@c/d", "pbs/20261122/4@", "slurm/20261122/4", "pbs/x/", "pbs/20261122/.srv",
                 "pbs/20261122/12[].srv"):
         with pytest.raises(MalformedJobId):
             b.parse_job_id(bad)
@@ -541,9 +541,42 @@ def test_submit_and_find_by_key():
     with pytest.raises(SubmitFailed) as e:
         trio.run(b.submit, make_job(), "/tmp/s.sh")
     assert e.value.ambiguous and e.value.code == 8
-    with pytest.raises(SubmitFailed) as e:   # another server's queue: refused before qsub
-        trio.run(scripted()[0].submit, make_job(queue="q", cluster="other"), "/tmp/s.sh")
-    assert not e.value.ambiguous
     b, _ = scripted((["qstat", "-f", "-1"], 0, TORQUE_BULK, ""), (["qstat", "-f", "-1"], 0, TORQUE_BULK, ""))
     assert trio.run(b.find_by_key, make_job()) == ("7", None)          # 8 has finished: not adoptable
     assert trio.run(b.find_by_key, make_job(h12="000000000000")) is None
+
+
+def test_a_queue_on_another_server():
+    """Queue = "q@server": -q q@server, the server kept as the job's cluster, and every later
+    command names the server (qstat @server, n.server)."""
+    import datetime
+    job = make_job(queue="q", cluster="pbs02")
+    text = backend().render(job, [], "echo wrapper\n", None)
+    assert "#PBS -q q@pbs02" in directives(text)
+    assert "#PBS -q site" in directives(backend().render(job, ["#PBS -q site"], "", None)) and \
+        "#PBS -q q@pbs02" not in directives(backend().render(job, ["#PBS -q site"], "", None))
+    b, runner = scripted((["qsub", "/tmp/s.sh"], 0, "12.pbs02\n", ""),
+                         (["qstat", "-f", "-1", "@pbs02"], 0, TORQUE_BULK, ""),
+                         (["qdel", "7.pbs02"], 0, "", ""), (["qhold", "7.pbs02"], 0, "", ""),
+                         (["qrls", "7.pbs02"], 0, "", ""))
+    assert trio.run(b.submit, job, "/tmp/s.sh") == ("12", "pbs02")
+    jid = b.make_job_id("12", "pbs02", datetime.datetime(2026, 11, 22))
+    assert jid == "pbs/20261122/12@pbs02"
+    assert b.parse_job_id(jid) == JobRef(jid, "pbs", "12", "pbs02", "20261122")
+    assert b.cluster_key("pbs02") != b.cluster_key(None)
+    assert set(trio.run(b.bulk_query, "pbs02")) == {"7", "8"}
+    ref = JobRef("pbs/20261122/7@pbs02", "pbs", "7", "pbs02")
+    assert trio.run(b.cancel, ref) is True
+    trio.run(b.hold, ref, IDLE)
+    trio.run(b.release, ref)
+    assert runner.calls[1:] == [["qstat", "-f", "-1", "@pbs02"], ["qdel", "7.pbs02"], ["qhold", "7.pbs02"],
+                                ["qrls", "7.pbs02"]]
+    b, runner = scripted((["qstat", "-f", "-1", "@pbs02"], 0, TORQUE_BULK, ""))
+    assert trio.run(b.find_by_key, job) == ("7", "pbs02")
+
+
+def test_pro_history_of_jobs_on_another_server():
+    b, runner = scripted((["qstat", "-x", "-f", "7.pbs02", "9.pbs02"], 153, "Job Id: 7.pbs02\n    job_state = F\n"
+                          "    Exit_status = 0\n\n", "qstat: Unknown Job Id 9.pbs02\n"), pbs_pro="yes")
+    recs = trio.run(b.resolve, "pbs02", ["7", "9"], [None, None])
+    assert list(recs) == ["7"] and runner.calls == [["qstat", "-x", "-f", "7.pbs02", "9.pbs02"]]

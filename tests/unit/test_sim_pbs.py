@@ -387,3 +387,53 @@ def test_owner_and_other_users(tmp_path, flavour):
     submit(s, script(tmp_path))
     jobs = pp.parse_qstat_full(full(s, flavour).stdout)
     assert list(pp.records(jobs, user="alice")) == ["1"] and pp.records(jobs, user="bob") == {}
+
+
+# --- several servers ----------------------------------------------------------------------------
+
+def test_jobs_on_several_servers(tmp_path, flavour):
+    """queue@server sends a job to that server, whose ids start at 1 too; qstat @server lists only
+    its jobs, n.server names one, qdel/qhold/qrls reach the right server."""
+    s = sim(tmp_path, flavour, peers=["pbs02"])
+    queue = "batch" if flavour == "torque" else "workq"
+    home = SERVER[flavour]
+    assert submit(s, script(tmp_path)) == "1.%s" % home
+    assert submit(s, script(tmp_path, name="b.sh"), "-q", "%s@pbs02" % queue) == "1.pbs02"
+    assert submit(s, script(tmp_path, name="c.sh"), "-q", "@pbs02") == "2.pbs02"
+    assert submit(s, script(tmp_path, name="d.sh"), "-q", "%s@%s" % (queue, home)) == "2.%s" % home
+
+    def ids(*operands):
+        r = full(s, flavour, *operands)
+        assert r.returncode == 0, r.stderr
+        return re.findall(r"^Job Id: (\S+)$", r.stdout, re.M)
+
+    assert ids() == ["1.%s" % home, "2.%s" % home]
+    assert ids("@pbs02") == ["1.pbs02", "2.pbs02"]
+    assert ids("%s@pbs02" % queue) == ["1.pbs02", "2.pbs02"]
+    assert ids("2.pbs02", "1") == ["2.pbs02", "1.%s" % home]
+    text = full(s, flavour, "1.pbs02").stdout
+    assert "    server = pbs02\n" in text and "    Job_Name = bl_abcdef123456\n" in text
+
+    assert s.run(["qhold", "2.pbs02"]).returncode == 0
+    assert records(s, flavour, "2.pbs02")["2"].state == "H"
+    assert records(s, flavour, "2")["2"].state == "Q"          # the same number on the default server
+    assert s.run(["qrls", "2.pbs02"]).returncode == 0
+    assert s.run(["qdel", "1.pbs02"]).returncode == 0
+    step(s, 1, 1, 1)
+    assert ids("@pbs02") == ["2.pbs02"] and len(ids()) == 2
+    if flavour == "pro":
+        r = s.run(["qstat", "-f", "-F", "json", "@pbs02"])
+        doc = json.loads(r.stdout)
+        assert doc["pbs_server"] == "pbs02" and list(doc["Jobs"]) == ["2.pbs02"]
+
+
+def test_a_server_that_is_not_there(tmp_path, flavour):
+    s = sim(tmp_path, flavour, peers=["pbs02"])
+    for argv in (["qsub", "-q", "@pbs09", script(tmp_path)], ["qstat", "-f", "@pbs09"], ["qstat", "3.pbs09"],
+                 ["qdel", "3.pbs09"]):
+        r = s.run(argv)
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr == "Connection refused\n%s: cannot connect to server pbs09 (errno=15010)\n" % argv[0]
+    r = s.run(["qstat", "-f", "nosuchq@pbs02"])
+    assert r.returncode == (172 if flavour == "torque" else 170)
+    assert r.stderr == "qstat: Unknown queue destination nosuchq@pbs02\n"
