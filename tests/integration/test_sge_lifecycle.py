@@ -291,6 +291,18 @@ def test_submit_failure_carries_the_qsub_error(client, jobs_dir):
                       'rejected because job requests unknown queue "nosuch.q"-Exiting.)'), row
 
 
+def test_a_queue_instance_reaches_grid_engine(client, jobs_dir, sge_cell):
+    """Queue = "all.q@localhost" is a queue instance: Grid Engine gets it whole and runs the job there."""
+    jid = submitted(client, job_ad(jobs_dir, "qi", "/bin/true", Queue="all.q@localhost",
+                                   BatchExtraSubmitArgs=FAR_FUTURE))
+    r = sge_cell.run(["qstat", "-j", batch_id(jid)], check=True)
+    fields = dict(ln.split(":", 1) for ln in r.stdout.splitlines() if ":" in ln and not ln.startswith(" "))
+    assert fields["hard_queue_list"].strip() == "all.q@localhost", r.stdout
+    assert client.call("BLAH_JOB_CANCEL", jid)[1:] == ["0", "No error"]
+    row = client.submit(job_ad(jobs_dir, "qi2", "/bin/true", Queue="all.q@nosuchhost"))
+    assert row[1] == "1" and row[3] == "N/A" and "nosuchhost" in row[2], row
+
+
 def test_runtime_memory_and_project_directives_reach_the_job(client, jobs_dir, sge_cell):
     jid = submitted(client, job_ad(jobs_dir, "res", "/bin/true", BatchRuntime=120, RequestMemory=2000,
                                    BatchProject="atlas", BatchExtraSubmitArgs=FAR_FUTURE))

@@ -340,6 +340,11 @@ def test_render_everything_in_the_c_blahp_order():
         "#$ -l site=yes", "#$ -l scratch=1G", "#$ -P prio", "#$ -q long.q", "#$ -pe mpi 8"]
 
 
+def test_render_a_queue_instance():
+    # Queue = "all.q@node7": one host's instance of all.q, passed on whole
+    assert "#$ -q all.q@node7" in directives(backend().render(job(queue="all.q", cluster="node7"), [], "", None))
+
+
 def test_render_memory_only_with_a_resource_name_and_pe_defaults():
     text = backend().render(job(memory_mb=2000, node_number=4), [], "", None)
     assert not any("2000" in d for d in directives(text))
