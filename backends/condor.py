@@ -53,6 +53,7 @@ class CondorBackend(Backend):
     batch_id_pattern = r"\d+"
     transient_errors = TRANSIENT
     tools = ("condor_submit", "condor_q", "condor_history", "condor_rm", "condor_hold", "condor_release")
+    unexpressed = ("BatchProject", "SMPGranularity", "HostNumber", "HostSMPSize", "WholeNodes", "GPUMode", "MICNumber")
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)

@@ -17,6 +17,7 @@ import trio
 
 from blahp.backend import Backend, BackendContext, CommandFailed, QueryFailed, SubmitFailed
 from blahp.jobid import JobRef
+from blahp.jobmodel import OPTIONS
 from blahp.records import REMOVED, RUNNING, JobAnswer, NativeRecord
 from blahp.runner import CommandNotExecutable
 
@@ -37,6 +38,8 @@ def _start_time(pid: int) -> Optional[str]:
 class LocalBackend(Backend):
     name = "local"
     batch_id_pattern = r"\d+"
+    # processes on this host: no resource request applies
+    unexpressed = tuple(attr for _, attr, _ in OPTIONS)
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)

@@ -10,7 +10,7 @@ import math
 import os
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import trio
 
@@ -39,6 +39,7 @@ class LsfBackend(Backend):
     batch_id_pattern = r"\d+"
     prefix = "#BSUB"
     tools = ("bsub", "bjobs", "bhist", "bkill", "bstop", "bresume")
+    unexpressed = ("HostSMPSize", "GPUMode")
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
@@ -120,6 +121,14 @@ class LsfBackend(Backend):
         return '-R "select[%s] rusage[ngpus_excl_p=%d]"' % (select, n)
 
     # The queue is in our block, so a site's local lines can still override it.
+    def ignored_attributes(self, job) -> Dict[str, Any]:
+        out = super().ignored_attributes(job)
+        if job.memory_mb is not None and not self.request_memory:
+            out["RequestMemory"] = job.memory_mb
+        if job.host_number is not None and job.host_number != 1:   # only span[hosts=1] exists
+            out["HostNumber"] = job.host_number
+        return out
+
     render = Backend.batch_script
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from blahp.backend import (ANY_EXIT_CODE, Backend, BackendContext, CommandFailed, QueryFailed, current_user,
-                           query_failure)
+                           query_failure, requested)
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import RUNNING, JobAnswer, NativeRecord
@@ -158,6 +158,22 @@ class PbsBackend(Backend):
         if job.whole_nodes:
             d.append("-l place=excl")
         return d
+
+    def ignored_attributes(self, job) -> Dict[str, Any]:
+        names = ["GPUModel", "GPUMode", "MICNumber"]
+        if self.pro:   # one chunk: ncpus is SMPGranularity, else NodeNumber
+            names += ["HostNumber", "HostSMPSize"] + (["NodeNumber"] if job.smp_granularity else [])
+        else:          # as torque_nodes lays them out
+            if not self.maui:   # pbs_submit.sh: GPUs in nodes= only for Maui sites
+                names.append("GPUNumber")
+            elif job.gpu_number:
+                names.remove("GPUMode")   # it goes with the GPU count
+            whole = job.whole_nodes and (job.smp_granularity or job.host_number)
+            if not whole:
+                names.append("HostSMPSize")
+            if job.smp_granularity:
+                names.append("NodeNumber" if whole else "HostNumber")
+        return requested(job, names)
 
     render = Backend.batch_script
 

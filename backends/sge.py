@@ -10,7 +10,7 @@ import datetime
 import os
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import trio
 
@@ -50,6 +50,8 @@ class SgeBackend(Backend):
     batch_id_pattern = r"\d+"
     prefix = "#$"
     tools = ("qsub", "qstat", "qacct", "qdel", "qhold", "qrls")
+    # CPUs per host and exclusivity are properties of the site's parallel environments and complexes
+    unexpressed = ("SMPGranularity", "HostNumber", "HostSMPSize", "WholeNodes", "GPUModel", "GPUMode", "MICNumber")
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:
@@ -114,6 +116,12 @@ class SgeBackend(Backend):
         if job.gpu_number:
             d.append("-l gpu=%d" % job.gpu_number)
         return ["%s %s" % (self.prefix, x) for x in d]
+
+    def ignored_attributes(self, job) -> Dict[str, Any]:
+        out = super().ignored_attributes(job)
+        if job.memory_mb is not None and not self.memory_resource:
+            out["RequestMemory"] = job.memory_mb
+        return out
 
     render = Backend.batch_script
 

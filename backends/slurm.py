@@ -9,9 +9,9 @@ import datetime
 import math
 import re
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from blahp.backend import Backend, BackendContext, QueryFailed, current_user
+from blahp.backend import Backend, BackendContext, QueryFailed, current_user, requested
 from blahp.jobid import JobRef
 from blahp.jobmodel import job_name
 from blahp.records import COMPLETED, RUNNING, JobAnswer, NativeRecord
@@ -36,6 +36,13 @@ class SlurmBackend(Backend):
     clusters = True
     prefix = "#SBATCH"
     tools = ("sbatch", "squeue", "sacct", "scontrol", "scancel")
+    unexpressed = ("HostSMPSize", "GPUMode")
+
+    def ignored_attributes(self, job) -> Dict[str, Any]:
+        out = super().ignored_attributes(job)
+        if job.smp_granularity:   # the layout (_layout) then takes tasks per node, not both counts
+            out.update(requested(job, ["NodeNumber" if job.whole_nodes else "HostNumber"]))
+        return out
     transient_errors = TRANSIENT
 
     def __init__(self, context: BackendContext) -> None:

@@ -18,11 +18,17 @@ import trio
 
 from .config import Config
 from .jobid import JobRef, MalformedJobId, parse_dated
+from .jobmodel import OPTIONS
 from .records import JobAnswer, NativeRecord, merge_records
 from .results import command_failure, tail
 from .runner import CommandNotExecutable, CommandResult, CommandRunner
 
 ENTRY_POINT_GROUP = "pyblahp.backends"
+
+
+def requested(job: Any, attributes: Sequence[str]) -> Dict[str, Any]:
+    """{attribute: value} of the ``attributes`` the job asks for (set, not 0 or false)."""
+    return {attr: getattr(job, field) for field, attr, _ in OPTIONS if attr in attributes and getattr(job, field)}
 
 
 class QueryFailed(Exception):
@@ -98,6 +104,13 @@ class Backend(abc.ABC):
         return cluster or ""
 
     # -- submission ----------------------------------------------------------------------
+    #: ad attributes this system has no way to express (submit-ad.md §7 "—")
+    unexpressed: Tuple[str, ...] = ()
+
+    def ignored_attributes(self, job: Any) -> Dict[str, Any]:
+        """{attribute: value} of this job's requests its submit script does not carry."""
+        return requested(job, self.unexpressed)
+
     @abc.abstractmethod
     def render(self, job: Any, local_directives: Sequence[str], wrapper_text: str,
                batch_output: Optional[str]) -> str:

@@ -24,7 +24,8 @@ DEFAULT_SUPPORTED = ("pbs", "lsf", "sge", "slurm", "condor", "nqs", "kubernetes"
 
 
 # job field, ad attribute, type (a _Reader method)
-_OPTIONS = (("project", "BatchProject", "string"), ("runtime_s", "BatchRuntime", "integer"),
+# (JobDescription field, ad attribute, type) of the resource and placement requests
+OPTIONS = (("project", "BatchProject", "string"), ("runtime_s", "BatchRuntime", "integer"),
             ("memory_mb", "RequestMemory", "integer"), ("node_number", "NodeNumber", "integer"),
             ("smp_granularity", "SMPGranularity", "integer"), ("host_number", "HostNumber", "integer"),
             ("host_smp_size", "HostSMPSize", "integer"), ("whole_nodes", "WholeNodes", "boolean"),
@@ -245,7 +246,7 @@ def build_job(ad: ClassAd, config: Config, *, supported: Sequence[str], log: Any
         if not part or any(c.isspace() for c in part):
             raise _invalid("Queue", "bad queue name %r" % part)
         job.queue = part
-    for field, attr, kind in _OPTIONS:
+    for field, attr, kind in OPTIONS:
         setattr(job, field, getattr(r, kind)(attr))
     job.extra_args = r.string("BatchExtraSubmitArgs", single_line=False)
 

@@ -118,6 +118,9 @@ class Submitter:
         batch_output = os.path.join(debug, "wrapper.stdout") if debug else None
         body = wrapper.render(job, self.config, exit_dir=self.exit_dir)
         text = backend.render(job, localattrs.directive_lines(local_out), body, batch_output)
+        ignored = backend.ignored_attributes(job)
+        if ignored:
+            log.debug("submit attributes %s cannot express are not mapped" % backend.name, ignored=ignored)
         path = self._write_script(text)
         try:
             if debug:

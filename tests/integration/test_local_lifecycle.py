@@ -81,3 +81,18 @@ def test_debug_save_submit_info_keeps_the_script(tmp_path):
     saved = debug / ("bl_%s.debug" % key_hash("home_bl_local_dbg")) / "submit.script"
     text = saved.read_text()
     assert text.startswith("#!/bin/bash\n") and "'/bin/echo' 'a b'" in text
+
+
+def test_requests_the_system_cannot_express_are_logged(tmp_path):
+    """submit-ad.md §7: not mapped, logged at debug level, with their values."""
+    log = tmp_path / "blahpd.log"
+    c = GahpClient(env_for(str(tmp_path / "home"), CONFIG + "blah_log_file=%s\nblah_log_level=debug\n" % log))
+    try:
+        row = c.submit(local_ad(tmp_path, "g", "/bin/true", "", GPUNumber=2, WholeNodes=True, RequestMemory=100))
+        assert row[1] == "0", row
+    finally:
+        assert c.close() == 0
+    lines = [ln for ln in log.read_text().splitlines() if "cannot express are not mapped" in ln]
+    assert len(lines) == 1, lines
+    assert "level='debug'" in lines[0] and "lrms='local'" in lines[0], lines[0]
+    assert "ignored={'RequestMemory': 100, 'WholeNodes': True, 'GPUNumber': 2}" in lines[0], lines[0]
