@@ -6,12 +6,12 @@ different jobs: the ``@server`` kept in the job id is what tells them apart.
 """
 import os
 import re
-import time
 
 import pytest
 
 from tests.clusters.sim import SimSystem
-from tests.gahp_client import GahpClient, ad, env_for
+from tests.gahp_client import GahpClient, env_for
+from tests.integration.test_pbs_lifecycle import Setup, job_ad
 
 COMMANDS = ["qsub", "qstat", "qdel", "qhold", "qrls"]
 CONFIG = """
@@ -35,19 +35,12 @@ def site(request, tmp_path_factory):
     os.makedirs(jobs_dir)
     config = CONFIG + ("pbs_pro=yes\n" if flavour == "pro" else "")
     client = GahpClient(env_for(os.path.join(jobs_dir, "home"), config, sim.env))
-    yield flavour, sim, jobs_dir, client
+    yield Setup(flavour, sim, jobs_dir, client, config)
     assert client.close() == 0
     for server in ("@pbs02", ""):
         r = sim.run(["qstat"] + ([server] if server else []))
         for job in re.findall(r"^(\d+\.\S+)\s.* [QRHW] \S+\s*$", r.stdout, re.M):
             sim.run(["qdel", job])
-
-
-def job_ad(flavour, jobs_dir, name, cmd, args="", **extra):
-    attrs = dict(Cmd=cmd, Arguments=args, Iwd=jobs_dir, Out="%s.out" % name, Err="%s.err" % name, In="/dev/null",
-                 gridtype="pbs", JobDirectory="home_bl_srv_%s_%s_%d" % (flavour, name, time.time() * 1000))
-    attrs.update(extra)
-    return ad(**attrs)
 
 
 def submitted(client, text):
@@ -57,9 +50,9 @@ def submitted(client, text):
 
 
 def test_jobs_on_two_servers_keep_apart(site):
-    flavour, sim, jobs_dir, c = site
-    home = submitted(c, job_ad(flavour, jobs_dir, "home", "/bin/sh", "-c 'exit 3'"))
-    away = submitted(c, job_ad(flavour, jobs_dir, "away", "/bin/sh", "-c 'echo away; exit 5'",
+    flavour, sim, jobs_dir, c = site.flavour, site.sim, site.jobs_dir, site.client
+    home = submitted(c, job_ad(site, "home", "/bin/sh", "-c 'exit 3'"))
+    away = submitted(c, job_ad(site, "away", "/bin/sh", "-c 'echo away; exit 5'",
                                Queue="%s@pbs02" % QUEUE[flavour]))
     assert re.match(r"pbs/\d{8}/1$", home), home
     assert re.match(r"pbs/\d{8}/1@pbs02$", away), away    # the same number, on the other server
@@ -77,8 +70,8 @@ def test_jobs_on_two_servers_keep_apart(site):
 
 
 def test_hold_release_and_cancel_reach_the_other_server(site):
-    flavour, sim, jobs_dir, c = site
-    jid = submitted(c, job_ad(flavour, jobs_dir, "held", "/bin/sleep", "30", Queue="%s@pbs02" % QUEUE[flavour],
+    flavour, sim, c = site.flavour, site.sim, site.client
+    jid = submitted(c, job_ad(site, "held", "/bin/sleep", "30", Queue="%s@pbs02" % QUEUE[flavour],
                               BatchExtraSubmitArgs=FUTURE))
     number = jid.split("/")[2].split("@")[0]
     c.wait_status(jid, {1})
@@ -99,8 +92,8 @@ def test_hold_release_and_cancel_reach_the_other_server(site):
 def test_a_server_that_is_not_there_is_a_submit_error(site):
     """"cannot connect" may hide a job that was created: it is looked for on that server (and
     only there) before the submit is reported failed."""
-    flavour, sim, jobs_dir, c = site
-    row = c.submit(job_ad(flavour, jobs_dir, "nowhere", "/bin/true", Queue="%s@pbs09" % QUEUE[flavour]))
+    flavour, sim, c = site.flavour, site.sim, site.client
+    row = c.submit(job_ad(site, "nowhere", "/bin/true", Queue="%s@pbs09" % QUEUE[flavour]))
     assert row[1] != "0" and row[3] == "N/A", row
     assert "cannot connect to server pbs09" in row[2], row
     lookups = [x["argv"] for x in sim.calls("qstat") if "@pbs09" in x["argv"]]
