@@ -204,3 +204,42 @@ def test_failing_local_submit_attributes_script(client, jobs_dir):
     assert row[1] == "1" and row[3] == "N/A", row
     assert row[2].startswith("submission command failed (exit code = 1) (stdout:partial) (stderr:ERROR: failed "
                              "to run local submit attributes script %s: exit code 2 broken)" % script), row
+
+
+def test_cancel_of_a_finished_job_succeeds_and_keeps_its_final_state(client, jobs_dir):
+    # conformance/sessions/recorded/slurm/22-cancel-finished: "0 No error" (twice), then still 4 —
+    # a non-zero exit code shows the answer is the job's own record, not a default
+    jid = submitted(client, job_ad(jobs_dir, "cf", "/bin/sh", "-c 'exit 7'"))
+    ad_, _ = client.wait_status(jid, {4}, timeout=90)
+    assert ad_.evaluate("ExitCode") == 7 and ad_.evaluate("ExitBySignal") is False, ad_
+    assert client.call("BLAH_JOB_CANCEL", jid)[1:] == ["0", "No error"]
+    assert client.call("BLAH_JOB_CANCEL", jid)[1:] == ["0", "No error"]
+    time.sleep(2.5)  # past pyblahp_status_ttl_max: the answer below is a fresh one
+    row, ad_ = client.status(jid)
+    assert row[1:4] == ["0", "No Error", "4"], row
+    assert ad_.evaluate("ExitCode") == 7 and ad_.evaluate("ExitBySignal") is False, ad_
+    assert ad_.evaluate("BatchJobId") == jid.split("/")[2]
+
+
+def test_unknown_job_vanishes_with_an_error_never_success(slurm_cluster, jobs_dir):  # noqa: F811
+    # a well-formed id Slurm never had: the real blahp says COMPLETED with ExitCode 0 (DO NOT COPY)
+    r = slurm_cluster.run(["squeue", "-h", "-j", "999999"])
+    assert r.returncode != 0 and "Invalid job id" in r.stderr, (r.returncode, r.stdout, r.stderr)
+    c = GahpClient(env_for(os.path.join(jobs_dir, "vanishhome"), CONFIG + "pyblahp_vanished_grace=4\n",
+                           slurm_cluster.env))
+    try:
+        jid = "slurm/%s/999999" % time.strftime("%Y%m%d")
+        deadline = time.time() + 60
+        while True:
+            row, _ = c.status(jid)
+            assert row[3] != "4", "completion reported for a job that never existed: %s" % row
+            if row[1] != "0":
+                break
+            assert row[3] == "1", row   # "not yet visible" while the grace lasts
+            assert time.time() < deadline, row
+            time.sleep(0.5)
+        assert row[1] == "1" and row[3:] == ["0", "N/A"], row
+        assert row[2].startswith("Job 999999 vanished from slurm: no accounting record and no exit record "
+                                 "after 4 s"), row
+    finally:
+        assert c.close() == 0
