@@ -366,3 +366,38 @@ def test_one_bulk_query_per_cycle(client, condor, jobs_dir):
     assert queries <= elapsed / 1.0 + 2, (queries, elapsed)  # TTL 1 s: not one per request
     for jid in jids:
         client.call("BLAH_JOB_CANCEL", jid)
+
+
+def test_condor_binpath_is_where_the_commands_come_from(tmp_path):
+    """``condor_binpath``: every condor_* command is run from that directory.  PATH holds decoys
+    of the same names that log their call and fail, so a command taken from PATH shows up."""
+    condor = SimSystem(tmp_path / "bp", "condor", COMMANDS, queue_delay=0.5)
+    decoys, log = tmp_path / "decoys", tmp_path / "decoys.log"
+    decoys.mkdir()
+    for tool in COMMANDS:
+        (decoys / tool).write_text('#!/bin/sh\necho "%s $*" >> "%s"\necho "decoy %s" >&2\nexit 1\n' % (tool, log, tool))
+        (decoys / tool).chmod(0o755)
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    path = str(decoys) + os.pathsep + os.environ.get("PATH", os.defpath)
+    c = GahpClient(env_for(str(tmp_path / "home"), CONFIG + "condor_binpath=%s\n" % condor.bin_dir, {"PATH": path}))
+    try:
+        assert c.call("BLAH_PING", "condor")[1:] == ["0", "No error"]
+        done = submitted(c, job_ad(str(jobs), "bp", "/bin/sh", "-c 'exit 3'"))
+        ad_, _ = c.wait_status(done, {4}, timeout=60)
+        assert ad_.evaluate("ExitCode") == 3
+        idle = submitted(c, job_ad(str(jobs), "bph", "/bin/sleep", "300", RequestMemory=HUGE_MEMORY))
+        c.wait_status(idle, {1})
+        assert c.call("BLAH_JOB_HOLD", idle)[1:] == ["0", "No error"]
+        c.wait_status(idle, {5}, timeout=30)
+        assert c.call("BLAH_JOB_RESUME", idle)[1:] == ["0", "No error"]
+        c.wait_status(idle, {1}, timeout=30)
+        assert c.call("BLAH_JOB_CANCEL", idle)[1:] == ["0", "No error"]
+        purge_finished(condor, batch_id(done))
+        ad_, _ = c.wait_status(done, {4}, timeout=30)   # now from condor_history
+        assert ad_.evaluate("ExitCode") == 3
+    finally:
+        assert c.close() == 0
+    assert not log.exists(), log.read_text()
+    for tool in COMMANDS:
+        assert condor.calls(tool), "%s was never run from condor_binpath" % tool
