@@ -344,3 +344,35 @@ def test_old_pbs_pro_without_json(tmp_path):
         assert ["-x", "-f", batch_id(jid)] in argvs
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("sig", [15, 9])
+def test_exit_status_256_plus_signal_is_a_death_by_that_signal(pbs, sig):
+    """A job script killed by a signal: the server's exit status 271 (SIGTERM) / 265 (SIGKILL),
+    read from qstat itself (a job submitted outside pyblahp has no wrapper and no exit record)."""
+    script = os.path.join(pbs.jobs_dir, "native-sig%d.sh" % sig)
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\n#PBS -o /dev/null\n#PBS -e /dev/null\nkill -%d $$\n" % sig)
+    native = pbs.sim.run(["qsub", script], check=True).stdout.strip().split(".")[0]
+    jid = "pbs/20200101/%s" % native
+    wait_native(pbs, jid, "CF")
+    r = pbs.sim.run(["qstat"] + (["-x"] if pbs.pro else []) + ["-f", native])
+    attr = "Exit_status" if pbs.pro else "exit_status"
+    assert re.search(r"^\s*%s = %d\s*$" % (attr, 256 + sig), r.stdout, re.M), (r.stdout, r.stderr)
+    ad_, _ = pbs.client.wait_status(jid, {4}, timeout=30)
+    assert ad_.evaluate("ExitBySignal") is True and ad_.evaluate("ExitSignal") == sig, ad_
+    assert ad_.lookup("ExitCode") is None or ad_.evaluate("ExitCode") != 256 + sig, ad_
+    assert ad_.evaluate("BatchJobState") == ("C" if pbs.flavour == "torque" else "F"), ad_
+
+
+def test_payload_killed_by_sigterm(pbs):
+    """A payload that kills itself with SIGTERM: the wrapper survives it and exits 128 + 15 = 143,
+    which is what the server records; its exit record says the payload died of signal 15."""
+    c = pbs.client
+    jid = submitted(c, job_ad(pbs, "term", "/bin/sh", "-c 'kill -TERM $$'"))
+    wait_native(pbs, jid, "CF")
+    r = pbs.sim.run(["qstat"] + (["-x"] if pbs.pro else []) + ["-f", batch_id(jid)])
+    attr = "Exit_status" if pbs.pro else "exit_status"
+    assert re.search(r"^\s*%s = 143\s*$" % attr, r.stdout, re.M), (r.stdout, r.stderr)
+    ad_, _ = c.wait_status(jid, {4}, timeout=30)
+    assert ad_.evaluate("ExitBySignal") is True and ad_.evaluate("ExitSignal") == 15, ad_
