@@ -44,7 +44,8 @@ def script(backend, **fields):
     return backend.render(bare_job(**fields), [], "echo wrapper\n", None)
 
 
-@pytest.mark.parametrize("cls,config,expected", CASES, ids=lambda c: getattr(c, "name", None) or str(c))
+@pytest.mark.parametrize("cls,config,expected", CASES,   # ids stable across processes (xdist): no set order
+                         ids=["%s%s" % (c.name, "".join("-%s" % k for k in sorted(cfg))) for c, cfg, _ in CASES])
 def test_ignored_exactly_when_the_script_does_not_change(cls, config, expected):
     b = make_backend(cls, **config)
     assert set(b.ignored_attributes(bare_job(**EVERYTHING))) == expected
