@@ -217,7 +217,7 @@ def parse_squeue(text: str, observed_at: float = 0.0) -> Dict[str, NativeRecord]
 # --- sacct -----------------------------------------------------------------------------
 
 SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "UserCPU", "SystemCPU", "MaxRSS", "AllocCPUS",
-                "Elapsed", "NodeList", "ReqMem")
+                "Elapsed", "NodeList", "ReqMem", "End")
 _SACCT_ID_RE = re.compile(r"(\d+)(?:\.(\S+))?$")
 
 
@@ -271,11 +271,16 @@ def _sacct_record(job_id: str, rows: List[Tuple[Optional[str], List[str]]],
         known = [p for p in parts if p is not None]
         return sum(known) if known else own
 
+    state = normalize_state(alloc["State"])
+    if state in _FINAL and alloc["End"].strip() == "Unknown":
+        # slurmdbd can hold a final state before the end time and exit code reach it (seen on
+        # 22.05: FAILED 0:0, Elapsed still growing, for a job that had exited 5): not settled yet
+        state, code, signal = "COMPLETING", None, None
     rss = [parse_mem_kib(r["MaxRSS"]) for r in [alloc] + steps]
     rss_known = [r for r in rss if r is not None]
     alloc_cpus = _int(alloc["AllocCPUS"]) or None  # 0 while pending: nothing allocated yet
     return NativeRecord(
-        job_id, normalize_state(alloc["State"]), exit_code=code, exit_signal=signal,
+        job_id, state, exit_code=code, exit_signal=signal,
         worker_node=first_node(alloc["NodeList"]), user_cpu_s=cpu("UserCPU"),
         sys_cpu_s=cpu("SystemCPU"), wall_s=parse_duration(alloc["Elapsed"]),
         max_rss_kib=max(rss_known) if rss_known else None, alloc_cpus=alloc_cpus,

@@ -125,30 +125,30 @@ def test_parse_squeue_garbage(text):
 # 7 scancel while running, 9 -n 2 --mem-per-cpu=100M, 11 requeued while running, 16 running,
 # 8 held pending, 17 suspended; 18 is job 8's row after `scancel` (renumbered to keep 8 pending).
 SACCT_CAPTURED = """\
-1|COMPLETED|0:0|00:00:00|00:00.002||1|00:00:00|localhost|2000M
-1.batch|COMPLETED|0:0|00:00:00|00:00.002||1|00:00:00|localhost|
-2|FAILED|3:0|00:00.002|00:00:00||1|00:00:00|localhost|2000M
-2.batch|FAILED|3:0|00:00.002|00:00:00||1|00:00:00|localhost|
-3|FAILED|0:9|00:00.002|00:00:00||1|00:00:00|localhost|2000M
-3.batch|CANCELLED|0:9|00:00.002|00:00:00||1|00:00:00|localhost|
-4|TIMEOUT|0:0|00:00.002|00:00:00||1|00:01:04|localhost|2000M
-4.batch|CANCELLED|0:15|00:00.002|00:00:00|3268608|1|00:01:04|localhost|
-5|FAILED|0:9|00:00.002|00:00:00||1|00:00:01|localhost|60M
-5.batch|CANCELLED by 0|0:9|00:00.002|00:00:00|322404352|1|00:00:01|localhost|
-6|COMPLETED|0:0|00:00.403|00:00.242||1|00:00:04|localhost|500M
-6.batch|COMPLETED|0:0|00:00.403|00:00.242|172187648|1|00:00:04|localhost|
-7|CANCELLED by 0|0:0|00:00:00|00:00.002||1|00:00:03|localhost|2000M
-7.batch|CANCELLED|0:15|00:00:00|00:00.002|3411968|1|00:00:03|localhost|
-9|COMPLETED|0:0|00:00.001|00:00.002||2|00:00:05|localhost|200M
-9.batch|COMPLETED|0:0|00:00.001|00:00.002|3244032|2|00:00:05|localhost|
-11|REQUEUED|0:0|00:00.001|00:00.002||1|00:00:03|localhost|2000M
-11.batch|CANCELLED|0:15|00:00.001|00:00.002|3411968|1|00:00:03|localhost|
-8|PENDING|0:0|00:00:00|00:00:00||1|00:00:00|None assigned|2000M
-16|RUNNING|0:0|00:00:00|00:00:00||1|00:00:00|localhost|2000M
-16.batch|RUNNING|0:0|00:00:00|00:00:00||1|00:00:00|localhost|
-17|SUSPENDED|0:0|00:00:00|00:00:00||1|00:00:03|localhost|100M
-17.batch|SUSPENDED|0:0|00:00:00|00:00:00||1|00:00:03|localhost|
-18|CANCELLED by 0|0:0|00:00:00|00:00:00||1|00:00:00|None assigned|2000M
+1|COMPLETED|0:0|00:00:00|00:00.002||1|00:00:00|localhost|2000M|2026-11-21T21:50:00
+1.batch|COMPLETED|0:0|00:00:00|00:00.002||1|00:00:00|localhost||2026-11-21T21:50:00
+2|FAILED|3:0|00:00.002|00:00:00||1|00:00:00|localhost|2000M|2026-11-21T21:50:00
+2.batch|FAILED|3:0|00:00.002|00:00:00||1|00:00:00|localhost||2026-11-21T21:50:00
+3|FAILED|0:9|00:00.002|00:00:00||1|00:00:00|localhost|2000M|2026-11-21T21:50:00
+3.batch|CANCELLED|0:9|00:00.002|00:00:00||1|00:00:00|localhost||2026-11-21T21:50:00
+4|TIMEOUT|0:0|00:00.002|00:00:00||1|00:01:04|localhost|2000M|2026-11-21T21:50:00
+4.batch|CANCELLED|0:15|00:00.002|00:00:00|3268608|1|00:01:04|localhost||2026-11-21T21:50:00
+5|FAILED|0:9|00:00.002|00:00:00||1|00:00:01|localhost|60M|2026-11-21T21:50:00
+5.batch|CANCELLED by 0|0:9|00:00.002|00:00:00|322404352|1|00:00:01|localhost||2026-11-21T21:50:00
+6|COMPLETED|0:0|00:00.403|00:00.242||1|00:00:04|localhost|500M|2026-11-21T21:50:00
+6.batch|COMPLETED|0:0|00:00.403|00:00.242|172187648|1|00:00:04|localhost||2026-11-21T21:50:00
+7|CANCELLED by 0|0:0|00:00:00|00:00.002||1|00:00:03|localhost|2000M|2026-11-21T21:50:00
+7.batch|CANCELLED|0:15|00:00:00|00:00.002|3411968|1|00:00:03|localhost||2026-11-21T21:50:00
+9|COMPLETED|0:0|00:00.001|00:00.002||2|00:00:05|localhost|200M|2026-11-21T21:50:00
+9.batch|COMPLETED|0:0|00:00.001|00:00.002|3244032|2|00:00:05|localhost||2026-11-21T21:50:00
+11|REQUEUED|0:0|00:00.001|00:00.002||1|00:00:03|localhost|2000M|2026-11-21T21:50:00
+11.batch|CANCELLED|0:15|00:00.001|00:00.002|3411968|1|00:00:03|localhost||2026-11-21T21:50:00
+8|PENDING|0:0|00:00:00|00:00:00||1|00:00:00|None assigned|2000M|Unknown
+16|RUNNING|0:0|00:00:00|00:00:00||1|00:00:00|localhost|2000M|Unknown
+16.batch|RUNNING|0:0|00:00:00|00:00:00||1|00:00:00|localhost||Unknown
+17|SUSPENDED|0:0|00:00:00|00:00:00||1|00:00:03|localhost|100M|Unknown
+17.batch|SUSPENDED|0:0|00:00:00|00:00:00||1|00:00:03|localhost||Unknown
+18|CANCELLED by 0|0:0|00:00:00|00:00:00||1|00:00:00|None assigned|2000M|2026-11-21T21:50:00
 """
 
 
@@ -189,19 +189,19 @@ def test_parse_sacct_captured():
 # written: steps on several nodes, days of run time, MaxRSS with unit suffixes (sacct
 # without --noconvert), the OOM marker 0:125, old ReqMem suffixes
 SACCT_WRITTEN = """\
-21|OUT_OF_MEMORY|0:125|01:02.345|00:03.500||4|1-02:03:04|node[01-03,07]|4G
-21.batch|OUT_OF_MEMORY|0:125|01:02.345|00:03.500|1024K|4|1-02:03:04|node01|
-21.extern|COMPLETED|0:0|00:00:00|00:00:00|2M|4|1-02:03:04|node[01-03,07]|
-21.0|OUT_OF_MEMORY|0:125|00:00:00|00:00:00|3000K|4|1-02:03:00|node[01-03,07]|
-22|COMPLETED|0:0|01:00:00|00:10:00||4|02:00:00|gpu-a[3-4],gpu-b7|2000Mc
-22.batch|COMPLETED|0:0|01:00:00|00:10:00|1.5G|4|02:00:00|gpu-a3|
-23|COMPLETED|0:0|00:00:00|00:00:00||8|00:00:10|c1,c2|2000Mn
-24|RUNNING|0:0|00:00:00|00:00:00||2|00:10:00|n7|1T
-24.0|COMPLETED|0:0|00:01:00|00:00:02|10M|2|00:02:00|n7|
-24.1|RUNNING|0:0|00:00:30.500|00:00:00.250||2|00:08:00|n7|
-25|PENDING|0:0|00:00:00|00:00:00||0|00:00:00|None assigned|0
-26|NODE_FAIL|0:0|||||||
-27|CANCELLED+|0:0|||||||
+21|OUT_OF_MEMORY|0:125|01:02.345|00:03.500||4|1-02:03:04|node[01-03,07]|4G|
+21.batch|OUT_OF_MEMORY|0:125|01:02.345|00:03.500|1024K|4|1-02:03:04|node01||
+21.extern|COMPLETED|0:0|00:00:00|00:00:00|2M|4|1-02:03:04|node[01-03,07]||
+21.0|OUT_OF_MEMORY|0:125|00:00:00|00:00:00|3000K|4|1-02:03:00|node[01-03,07]||
+22|COMPLETED|0:0|01:00:00|00:10:00||4|02:00:00|gpu-a[3-4],gpu-b7|2000Mc|
+22.batch|COMPLETED|0:0|01:00:00|00:10:00|1.5G|4|02:00:00|gpu-a3||
+23|COMPLETED|0:0|00:00:00|00:00:00||8|00:00:10|c1,c2|2000Mn|
+24|RUNNING|0:0|00:00:00|00:00:00||2|00:10:00|n7|1T|Unknown
+24.0|COMPLETED|0:0|00:01:00|00:00:02|10M|2|00:02:00|n7||
+24.1|RUNNING|0:0|00:00:30.500|00:00:00.250||2|00:08:00|n7||Unknown
+25|PENDING|0:0|00:00:00|00:00:00||0|00:00:00|None assigned|0|Unknown
+26|NODE_FAIL|0:0||||||||
+27|CANCELLED+|0:0||||||||
 """
 
 
@@ -224,13 +224,13 @@ def test_parse_sacct_written():
 
 
 def test_parse_sacct_exit_code_sources():
-    text = ("1|FAILED|3:0|||||||\n1.batch|FAILED|3:0|||||||\n"
-            "2|CANCELLED by 1000|0:0|||||||\n2.batch|CANCELLED|0:15|||||||\n"
-            "3|FAILED|0:0|||||||\n3.batch|FAILED|2:0|||||||\n3.0|FAILED|7:0|||||||\n"
-            "4|FAILED|5:0|||||||\n4.batch|FAILED|0:9|||||||\n"            # the allocation's own code wins
-            "5|COMPLETED|0:0|||||||\n5.extern|CANCELLED|0:15|||||||\n"    # only .batch may override
-            "6|FAILED||||||||\n6.batch|FAILED|4:0|||||||\n"
-            "7|FAILED||||||||\n")
+    text = ("1|FAILED|3:0||||||||\n1.batch|FAILED|3:0||||||||\n"
+            "2|CANCELLED by 1000|0:0||||||||\n2.batch|CANCELLED|0:15||||||||\n"
+            "3|FAILED|0:0||||||||\n3.batch|FAILED|2:0||||||||\n3.0|FAILED|7:0||||||||\n"
+            "4|FAILED|5:0||||||||\n4.batch|FAILED|0:9||||||||\n"            # the allocation's own code wins
+            "5|COMPLETED|0:0||||||||\n5.extern|CANCELLED|0:15||||||||\n"    # only .batch may override
+            "6|FAILED|||||||||\n6.batch|FAILED|4:0||||||||\n"
+            "7|FAILED|||||||||\n")
     recs = sp.parse_sacct(text)
     assert [(r.exit_code, r.exit_signal) for r in recs.values()] == [
         (3, 0), (0, 15), (2, 0), (5, 0), (0, 0), (4, 0), (None, None)]
@@ -240,13 +240,13 @@ def test_parse_sacct_exit_code_sources():
 def test_parse_sacct_duplicates_last_run_wins():
     # captured: sacct -D (duplicates) while job 11 ran again after `scontrol requeue 11`
     text = """\
-8|PENDING|0:0|00:00:00|00:00:00||1|00:00:00|None assigned|2000M
-11|REQUEUED|0:0|00:00.001|00:00.002||1|00:00:03|localhost|2000M
-11.batch|CANCELLED|0:15|00:00.001|00:00.002|3411968|1|00:00:03|localhost|
-12|COMPLETED|0:0|00:00.002|00:00:00||1|00:00:00|localhost|2000M
-12.batch|COMPLETED|0:0|00:00.002|00:00:00||1|00:00:00|localhost|
-11|RUNNING|0:0|00:00:00|00:00:00||1|00:00:18|localhost|2000M
-11.batch|RUNNING|0:0|00:00:00|00:00:00||1|00:00:18|localhost|
+8|PENDING|0:0|00:00:00|00:00:00||1|00:00:00|None assigned|2000M|Unknown
+11|REQUEUED|0:0|00:00.001|00:00.002||1|00:00:03|localhost|2000M|2026-11-21T21:50:00
+11.batch|CANCELLED|0:15|00:00.001|00:00.002|3411968|1|00:00:03|localhost||2026-11-21T21:50:00
+12|COMPLETED|0:0|00:00.002|00:00:00||1|00:00:00|localhost|2000M|2026-11-21T21:50:00
+12.batch|COMPLETED|0:0|00:00.002|00:00:00||1|00:00:00|localhost||2026-11-21T21:50:00
+11|RUNNING|0:0|00:00:00|00:00:00||1|00:00:18|localhost|2000M|Unknown
+11.batch|RUNNING|0:0|00:00:00|00:00:00||1|00:00:18|localhost||Unknown
 """
     recs = sp.parse_sacct(text)
     assert list(recs) == ["8", "11", "12"]
@@ -255,21 +255,34 @@ def test_parse_sacct_duplicates_last_run_wins():
     assert recs["12"].state == "COMPLETED"
 
 
+def test_a_final_state_without_an_end_time_is_not_settled():
+    # seen in CI on 22.05 right after a job that exited 5 ended: slurmdbd already said FAILED but
+    # had neither its end time (Elapsed kept growing) nor its exit code
+    early = sp.parse_sacct("4|FAILED|0:0|00:00:00|00:00:00||1|00:00:09|localhost|1000M|Unknown\n")["4"]
+    assert (early.state, early.exit_code, early.exit_signal) == ("COMPLETING", None, None)
+    assert sp.map_record(early).status == 2                     # running a little longer, not "exit 1"
+    late = sp.parse_sacct("4|FAILED|5:0|00:00:00|00:00:00||1|00:00:00|localhost|1000M|2026-11-22T12:10:56\n"
+                          "4.batch|FAILED|5:0|00:00:00|00:00:00||1|00:00:00|localhost||2026-11-22T12:10:56\n")["4"]
+    assert sp.map_record(late).attrs["ExitCode"] == 5
+    running = sp.parse_sacct("16|RUNNING|0:0|00:00:00|00:00:00||1|00:00:09|localhost|1000M|Unknown\n")["16"]
+    assert running.state == "RUNNING"
+
+
 def test_parse_sacct_steps_without_allocation():
-    assert sp.parse_sacct("5.batch|FAILED|3:0|||||||\n") == {}
+    assert sp.parse_sacct("5.batch|FAILED|3:0||||||||\n") == {}
     assert sp.parse_sacct("") == {}
 
 
 @pytest.mark.parametrize("text", [
     "1|COMPLETED|0:0\n",
-    "1|COMPLETED|0:0||||||||x\n",                                    # 11 fields
-    "JobIDRaw|State|ExitCode|UserCPU|SystemCPU|MaxRSS|AllocCPUS|Elapsed|NodeList|ReqMem\n",  # header (no -n)
-    "x1|COMPLETED|0:0|||||||\n",
-    "1|COMPLETED|zero|||||||\n",
-    "1|COMPLETED|0:0|soon||||||\n",
-    "1|COMPLETED|0:0|||lots||||\n",
-    "1|COMPLETED|0:0||||one|||\n",
-    "1|COMPLETED|0:0|||||||2000X\n",
+    "1|COMPLETED|0:0|||||||||x\n",                                   # 12 fields
+    "JobIDRaw|State|ExitCode|UserCPU|SystemCPU|MaxRSS|AllocCPUS|Elapsed|NodeList|ReqMem|End\n",  # header
+    "x1|COMPLETED|0:0||||||||\n",
+    "1|COMPLETED|zero||||||||\n",
+    "1|COMPLETED|0:0|soon|||||||\n",
+    "1|COMPLETED|0:0|||lots|||||\n",
+    "1|COMPLETED|0:0||||one||||\n",
+    "1|COMPLETED|0:0|||||||2000X|\n",
     "sacct: error: Problem talking to the database: Connection refused\n",
 ])
 def test_parse_sacct_garbage(text):
