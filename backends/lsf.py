@@ -82,7 +82,7 @@ class LsfBackend(Backend):
         d += ["-o %s" % out, "-e %s" % out]
         if job.queue:
             # LSF's own queue@cluster syntax: the value goes through as the site wrote it
-            d.append("-q %s%s" % (job.queue, "@" + job.cluster if job.cluster else ""))
+            d.append("-q %s" % job.destination())
         if job.project:
             d.append("-P %s" % job.project)
         if job.runtime_s is not None:
@@ -120,7 +120,6 @@ class LsfBackend(Backend):
             select = "ngpus>%d" % (n - 1)
         return '-R "select[%s] rusage[ngpus_excl_p=%d]"' % (select, n)
 
-    # The queue is in our block, so a site's local lines can still override it.
     def ignored_attributes(self, job) -> Dict[str, Any]:
         out = super().ignored_attributes(job)
         if job.memory_mb is not None and not self.request_memory:
@@ -128,6 +127,8 @@ class LsfBackend(Backend):
         if job.host_number is not None and job.host_number != 1:   # only span[hosts=1] exists
             out["HostNumber"] = job.host_number
         return out
+
+    # The queue is in our block, so a site's local lines can still override it.
 
     render = Backend.batch_script
 

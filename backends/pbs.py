@@ -180,7 +180,7 @@ class PbsBackend(Backend):
     def late_directives(self, job, local: List[str], extra: List[str]) -> List[str]:
         # the site's own queue (local attributes or extra args) wins, as in pbs_submit.sh
         if job.queue and not any(re.match(r"#PBS\s+-q\b", line) for line in local + extra):
-            return ["%s -q %s%s" % (self.prefix, job.queue, "@" + job.cluster if job.cluster else "")]
+            return ["%s -q %s" % (self.prefix, job.destination())]
         return []
 
     async def submit(self, job, script_path: str) -> Tuple[str, Optional[str]]:

@@ -130,7 +130,7 @@ class SgeBackend(Backend):
         lines = []
         if job.queue:
             # "all.q@host" is a queue instance (one host's slots of all.q), not a cluster
-            lines.append("%s -q %s%s" % (self.prefix, job.queue, "@" + job.cluster if job.cluster else ""))
+            lines.append("%s -q %s" % (self.prefix, job.destination()))
         if job.node_number is not None and job.node_number > 1 and \
                 not any(_PE_RE.match(line.strip()) for line in local):
             lines.append("%s -pe %s %d" % (self.prefix, self.pe_policy, job.node_number))

@@ -87,6 +87,11 @@ class JobDescription:
         self.attribute_lines: List[str] = []
         self.warnings: List[str] = []
 
+    def destination(self) -> str:
+        """``Queue`` as the ad wrote it: ``queue`` or ``queue@cluster`` (PBS server, Grid Engine
+        host, LSF cluster); Slurm and HTCondor split it into their own options instead."""
+        return "%s@%s" % (self.queue, self.cluster) if self.cluster else (self.queue or "")
+
     def summary(self) -> Dict[str, Any]:
         keep = ("gridtype", "key", "cmd", "iwd", "queue", "cluster", "runtime_s", "memory_mb", "node_number")
         return {k: getattr(self, k) for k in keep if getattr(self, k) not in (None, "", [])}
