@@ -67,6 +67,19 @@ class GahpClient(ShellClient):
                 raise TimeoutError("%s still in %s (history %s; last %s)" % (job_id, st, seen, row))
             time.sleep(interval)
 
+    def wait_vanished(self, job_id, timeout=60, interval=0.5):
+        """Poll a job the batch system does not know until the status is an error (the vanished
+        ladder gave up): IDLE ("not yet visible") meanwhile, never COMPLETED."""
+        deadline = time.time() + timeout
+        while True:
+            row = self.call("BLAH_JOB_STATUS", job_id)
+            assert row[1:4] != ["0", "No Error", "4"], "completion reported without a record: %s" % row
+            if row[1] != "0":
+                return row
+            assert row[3] == "1", row
+            assert time.time() < deadline, row
+            time.sleep(interval)
+
     def close(self, timeout=30):
         """QUIT (the gridmanager's goodbye), then wait for the exit status."""
         if self.alive:

@@ -119,19 +119,6 @@ def native(slurm_cluster, jid, field):  # noqa: F811
     return m.group(1) if m else None
 
 
-def gone_from_status(client, jid, timeout=60):
-    """Poll until the status is an error (the ladder gave up); no reply may be a success with 4."""
-    deadline = time.time() + timeout
-    while True:
-        row = client.call("BLAH_JOB_STATUS", jid)
-        assert row[1:4] != ["0", "No Error", "4"], "completion reported without a record: %s" % row
-        if row[1] != "0":
-            return row
-        assert row[3] == "1", row   # "not yet visible" while the grace lasts
-        assert time.time() < deadline, row
-        time.sleep(0.5)
-
-
 def submitted(client, text):
     row = client.submit(text)
     assert row[1] == "0" and row[2] == "No error", row
@@ -264,7 +251,7 @@ def test_purged_job_is_answered_from_the_exit_record(client, jobs_dir, slurm_clu
         ad_, _ = client.wait_status(a, {4}, timeout=60)
         assert ad_.evaluate("ExitCode") == 5 and ad_.evaluate("ExitBySignal") is False, ad_
         assert ad_.evaluate("BatchJobState") == "exit-record", ad_
-        row = gone_from_status(norec, b)
+        row = norec.wait_vanished(b)
     finally:
         assert norec.close() == 0
     assert row[1] == "1" and row[3:] == ["0", "N/A"], row
@@ -276,7 +263,7 @@ def test_unknown_job_vanishes_with_an_error_never_success(slurm_cluster, jobs_di
     c = GahpClient(env_for(os.path.join(jobs_dir, "vanish"), CONFIG + "pyblahp_vanished_grace=4\n",
                            slurm_cluster.env))
     try:
-        row = gone_from_status(c, "pbs/%s/999999" % time.strftime("%Y%m%d"))
+        row = c.wait_vanished("pbs/%s/999999" % time.strftime("%Y%m%d"))
     finally:
         assert c.close() == 0
     assert row[1] == "1" and row[3:] == ["0", "N/A"], row

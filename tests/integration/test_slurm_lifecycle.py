@@ -228,16 +228,7 @@ def test_unknown_job_vanishes_with_an_error_never_success(slurm_cluster, jobs_di
     c = GahpClient(env_for(os.path.join(jobs_dir, "vanishhome"), CONFIG + "pyblahp_vanished_grace=4\n",
                            slurm_cluster.env))
     try:
-        jid = "slurm/%s/999999" % time.strftime("%Y%m%d")
-        deadline = time.time() + 60
-        while True:
-            row, _ = c.status(jid)
-            assert row[3] != "4", "completion reported for a job that never existed: %s" % row
-            if row[1] != "0":
-                break
-            assert row[3] == "1", row   # "not yet visible" while the grace lasts
-            assert time.time() < deadline, row
-            time.sleep(0.5)
+        row = c.wait_vanished("slurm/%s/999999" % time.strftime("%Y%m%d"))
         assert row[1] == "1" and row[3:] == ["0", "N/A"], row
         assert row[2].startswith("Job 999999 vanished from slurm: no accounting record and no exit record "
                                  "after 4 s"), row
