@@ -537,10 +537,9 @@ def summary_table(world: core.World, f: Flavour, jobs: Shown) -> str:
 
 # --- qstat -----------------------------------------------------------------------------------------
 
-def _lookup(world: core.World, f: Flavour, operand: str, history: bool) -> Tuple[Optional[Dict[str, Any]], str]:
-    """(job, "") or (None, error kind: "unknown" | "finished")."""
-    seq, _, server = operand.partition(".")
-    if not seq.isdigit() or (server and server != f.server):
+def _lookup(world: core.World, f: Flavour, seq: str, history: bool) -> Tuple[Optional[Dict[str, Any]], str]:
+    """Job number ``seq`` on the server of ``world``: (job, "") or (None, "unknown" | "finished")."""
+    if not seq.isdigit():
         return None, "unknown"
     job = world.jobs.get(seq)
     if f.pro:
@@ -625,7 +624,7 @@ def qstat(servers: Servers, argv: List[str]) -> Result:
         if w is None:
             return no_server("qstat", sname)
         fw = Flavour(w)
-        job, why = _lookup(w, fw, op, history)
+        job, why = _lookup(w, fw, seq, history)
         if job is not None:
             shown.append((w, fw, job))
             continue
@@ -671,13 +670,14 @@ def _control(servers: Servers, argv: List[str], command: str, action) -> Result:
     rc = 0
     err = []
     for op in operands:
-        world = servers.get(op.partition(".")[2])
+        seq, _, sname = op.partition(".")
+        world = servers.get(sname)
         if world is None:
-            return no_server(command, op.partition(".")[2])
+            return no_server(command, sname)
         f = Flavour(world)
         now = world.now()
-        job, why = _lookup(world, f, op, history=True)
-        full_op = f.full_id(op.split(".")[0]) if op.split(".")[0].isdigit() else op
+        job, why = _lookup(world, f, seq, history=True)
+        full_op = f.full_id(seq) if seq.isdigit() else op
         if job is None:
             err.append("%s: %s %s" % (command, f.unknown, full_op))
             rc = rc or 153
